@@ -1,0 +1,3 @@
+from qkdnet.cli import main
+
+main()

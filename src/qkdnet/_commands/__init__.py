@@ -1,0 +1,1 @@
+"""Sub-commands of the ``qkdnet`` CLI; each module exposes ``register(app: typer.Typer)``."""

@@ -1,0 +1,1 @@
+"""qkdnet.api — see DESIGN.md."""

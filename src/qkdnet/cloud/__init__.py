@@ -1,0 +1,1 @@
+"""qkdnet.cloud — see DESIGN.md."""

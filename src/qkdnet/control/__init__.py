@@ -1,0 +1,1 @@
+"""qkdnet.control — see DESIGN.md."""

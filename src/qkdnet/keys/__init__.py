@@ -1,0 +1,1 @@
+"""qkdnet.keys — see DESIGN.md."""

@@ -1,0 +1,1 @@
+"""qkdnet.postprocessing — see DESIGN.md."""

@@ -1,0 +1,1 @@
+"""qkdnet.quantum — see DESIGN.md."""

@@ -1,0 +1,1 @@
+"""qkdnet.repeater — see DESIGN.md."""

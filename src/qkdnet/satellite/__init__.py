@@ -1,0 +1,1 @@
+"""qkdnet.satellite — see DESIGN.md."""

@@ -1,0 +1,1 @@
+"""qkdnet.simulation — see DESIGN.md."""
