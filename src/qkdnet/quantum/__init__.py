@@ -1,1 +1,105 @@
-"""qkdnet.quantum — see DESIGN.md."""
+"""qkdnet.quantum — the quantum layer: link physics, QKD protocols, key-rate theory.
+
+Pure computation (NumPy in, NumPy out; no I/O, no clocks). The stable entry points are
+
+- :class:`LinkSpec` — the physical description of a link;
+- :func:`secret_key_rate_per_pulse` — asymptotic secret key, bits per pulse, for one link;
+- :func:`secret_key_rate_curve` — the same, vectorised over distance (km);
+- :func:`plob_bound`, :func:`tgw_bound` — repeaterless bounds, bits per channel use;
+- :data:`PROTOCOLS` — the protocol names accepted above.
+
+Protocol names: ``bb84-decoy`` (vacuum + weak decoy, Ma et al. 2005), ``bb84-one-decoy``,
+``bb84-no-decoy`` (GLLP), ``bb84-efficient`` (biased bases, Lo–Chau–Ardehali 2005),
+``bbm92`` (SPDC source in the middle, Ma–Fung–Lo 2007), ``cv-qkd`` (GG02, reverse
+reconciliation, collective attacks) and ``twin-field`` (sending-or-not-sending, Wang–Yu–Hu
+2018). See each module for the formulas and the papers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from qkdnet.errors import ParameterError
+from qkdnet.quantum._common import channel_transmittance, distances
+from qkdnet.quantum.bb84 import (
+    decoy_rate,
+    efficient_rate,
+    infinite_decoy_rate,
+    no_decoy_rate,
+    one_decoy_rate,
+)
+from qkdnet.quantum.bbm92 import bbm92_rate
+from qkdnet.quantum.bounds import plob_bound, tgw_bound
+from qkdnet.quantum.cvqkd import cv_qkd_rate
+from qkdnet.quantum.link import LinkSpec
+from qkdnet.quantum.twinfield import twin_field_rate
+
+RateFunction = Callable[..., NDArray[np.float64]]
+
+_RATE_FUNCTIONS: dict[str, RateFunction] = {
+    "bb84-decoy": decoy_rate,
+    "bb84-one-decoy": one_decoy_rate,
+    "bb84-no-decoy": no_decoy_rate,
+    "bb84-efficient": efficient_rate,
+    "bbm92": bbm92_rate,
+    "cv-qkd": cv_qkd_rate,
+    "twin-field": twin_field_rate,
+}
+
+#: Protocol names accepted by :func:`secret_key_rate_per_pulse` and the ``keyrate`` command.
+PROTOCOLS: tuple[str, ...] = tuple(_RATE_FUNCTIONS)
+
+#: Protocols bounded by PLOB (no repeater, no untrusted relay in the middle).
+REPEATERLESS_PROTOCOLS: tuple[str, ...] = tuple(p for p in PROTOCOLS if p != "twin-field")
+
+
+def _rate_function(protocol: str) -> RateFunction:
+    try:
+        return _RATE_FUNCTIONS[protocol]
+    except KeyError:
+        raise ParameterError(
+            "protocol", f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}"
+        ) from None
+
+
+def secret_key_rate_curve(
+    protocol: str, link: LinkSpec, distance_km: ArrayLike, *, optimise: bool = False
+) -> NDArray[np.float64]:
+    """Asymptotic secret key rate, bits per pulse, at each distance (km) of ``link``.
+
+    ``link.length_km`` is ignored: the array ``distance_km`` replaces it. With ``optimise``
+    the source's free intensities (μ, pair number, ε, V_A as the protocol has them) are chosen
+    per distance; otherwise the link's values are used as given. Returns 0 where no key.
+    Raises ParameterError for an unknown protocol or a negative distance.
+    """
+    fn = _rate_function(protocol)
+    return fn(link, distances(distance_km), optimise=optimise)
+
+
+def secret_key_rate_per_pulse(protocol: str, link: LinkSpec, *, optimise: bool = False) -> float:
+    """Asymptotic secret key rate of ``link`` (at ``link.length_km``), bits per pulse.
+
+    Multiply by ``link.repetition_rate_hz`` for bits per second. 0 where no key.
+    """
+    return float(secret_key_rate_curve(protocol, link, [link.length_km], optimise=optimise)[0])
+
+
+def plob_curve(link: LinkSpec, distance_km: ArrayLike) -> NDArray[np.float64]:
+    """PLOB bound (bits per channel use) of the link's fibre at each distance (km)."""
+    return plob_bound(channel_transmittance(link, distances(distance_km)))
+
+
+__all__ = [
+    "PROTOCOLS",
+    "REPEATERLESS_PROTOCOLS",
+    "LinkSpec",
+    "infinite_decoy_rate",
+    "plob_bound",
+    "plob_curve",
+    "secret_key_rate_curve",
+    "secret_key_rate_per_pulse",
+    "tgw_bound",
+]

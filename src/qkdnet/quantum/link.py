@@ -53,10 +53,26 @@ class LinkSpec:
     basis_probability_z: float = 0.5
     #: Error-correction efficiency f >= 1 (leak = f n h(Q)).
     error_correction_efficiency: float = 1.16
+    #: Entangled-pair sources (BBM92): expected number of photon pairs per pulse (= 2λ of
+    #: Ma, Fung, Lo, PRA 76, 012307, 2007).
+    mean_pair_number: float = 0.1
+    #: Twin-field QKD (sending-or-not-sending): probability that Alice (Bob) sends a pulse.
+    sending_probability: float = 0.1
+    #: CV-QKD: Alice's Gaussian modulation variance V_A, shot-noise units.
+    modulation_variance_snu: float = 4.0
+    #: CV-QKD: excess noise ξ referred to the channel input, shot-noise units.
+    excess_noise_snu: float = 0.01
+    #: CV-QKD: reconciliation efficiency β, 0..1.
+    reconciliation_efficiency: float = 0.95
+    #: CV-QKD: electronic noise of Bob's homodyne detector, shot-noise units.
+    electronic_noise_snu: float = 0.01
+    #: CV-QKD: quantum efficiency of Bob's homodyne detector, 0..1.
+    homodyne_efficiency: float = 0.6
     #: A name for reports, e.g. "Koganei-Otemachi".
     name: str = field(default="link", compare=False)
 
     def __post_init__(self) -> None:
+        self._check_extensions()
         _check_non_negative("length_km", self.length_km)
         _check_non_negative("loss_db_per_km", self.loss_db_per_km)
         _check_non_negative("extra_loss_db", self.extra_loss_db)
@@ -70,7 +86,8 @@ class LinkSpec:
             )
         if not (self.repetition_rate_hz > 0.0) or math.isinf(self.repetition_rate_hz):
             raise ParameterError(
-                "repetition_rate_hz", f"must be a finite number > 0, got {self.repetition_rate_hz!r}"
+                "repetition_rate_hz",
+                f"must be a finite number > 0, got {self.repetition_rate_hz!r}",
             )
         if len(self.intensities) == 0:
             raise ParameterError("intensities", "give at least one mean photon number")
@@ -95,6 +112,16 @@ class LinkSpec:
                 "error_correction_efficiency",
                 f"must be >= 1 (1 is the Shannon limit), got {self.error_correction_efficiency!r}",
             )
+
+    def _check_extensions(self) -> None:
+        # Fields added for BBM92, twin-field and CV-QKD (all with defaults).
+        _check_non_negative("mean_pair_number", self.mean_pair_number)
+        _check_probability("sending_probability", self.sending_probability)
+        _check_non_negative("modulation_variance_snu", self.modulation_variance_snu)
+        _check_non_negative("excess_noise_snu", self.excess_noise_snu)
+        _check_probability("reconciliation_efficiency", self.reconciliation_efficiency)
+        _check_non_negative("electronic_noise_snu", self.electronic_noise_snu)
+        _check_probability("homodyne_efficiency", self.homodyne_efficiency)
 
     @property
     def channel_loss_db(self) -> float:
