@@ -76,9 +76,9 @@ def efficiency(leaked_bits: int, n: int, qber: float) -> float:
     return leaked_bits / denom
 
 
-def validate_pair(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float) -> tuple[
-    np.ndarray, np.ndarray
-]:
+def validate_pair(
+    alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Check the common inputs of every reconciliation entry point; return uint8 copies.
 
     Raises:

@@ -1,0 +1,322 @@
+"""Numba kernel of Cascade (private; see :mod:`qkdnet.postprocessing.cascade`).
+
+Simulates both parties in one process but keeps their knowledge apart: every decision
+depends only on what Bob holds plus the parities Alice disclosed, and every message is
+written to the transcript in the order it would be sent.
+
+Data layout, per pass ``p`` (permutation ``t -> (mult*t + off) mod n``):
+
+* ``blockerr[p, blk]`` — parity of the *errors* (Alice xor Bob) in a block: what Bob learns
+  by comparing Alice's disclosed parity with his own.
+* ``fen[p]`` — a XOR Fenwick tree of the error indicator in pass-``p`` order, so the error
+  parity of any range is O(log n) even in the half-key blocks of the late passes.
+* ``apre[p]`` — prefix XOR of Alice's bits in pass-``p`` order, built lazily the first time a
+  block of that pass is searched (Alice's side of every disclosed sub-block parity).
+* ``known[p, t]`` — sub-block reuse: deepest level ``d`` such that the left child starting
+  at ``t`` at depth ``d`` of the binary-search tree already had its parity disclosed.
+  Searches always descend from the block root, so the known left children starting at a
+  position form a prefix of that chain and one byte per position suffices.
+
+Transcript messages: ``type:u8 pass:u8 count:u32`` then the payload (bits packed LSB
+first). Types: 1 block parities (A->B, payload ``mult:u64 off:u64`` then ``count`` bits),
+2 odd blocks (B->A, ``count`` u32 block indices), 3 left-half parities (A->B, ``count``
+bits), 4 search directions (B->A, ``count`` bits; 1 = the error is in the right half).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+MSG_PARITIES = 1
+MSG_ODD = 2
+MSG_LEFT = 3
+MSG_DIR = 4
+MAX_DEPTH = 40
+
+
+@njit(cache=True)
+def _grow(buf: np.ndarray, pos: int, extra: int) -> np.ndarray:
+    if pos + extra <= buf.shape[0]:
+        return buf
+    size = buf.shape[0] * 2
+    while size < pos + extra:
+        size *= 2
+    nb = np.empty(size, dtype=np.uint8)
+    nb[:pos] = buf[:pos]
+    return nb
+
+
+@njit(cache=True)
+def _put_u32(buf: np.ndarray, pos: int, v: int) -> int:
+    for i in range(4):
+        buf[pos + i] = (v >> (8 * i)) & 0xFF
+    return pos + 4
+
+
+@njit(cache=True)
+def _put_u64(buf: np.ndarray, pos: int, v: int) -> int:
+    for i in range(8):
+        buf[pos + i] = (v >> (8 * i)) & 0xFF
+    return pos + 8
+
+
+@njit(cache=True)
+def _header(buf: np.ndarray, pos: int, mtype: int, pas: int, count: int) -> int:
+    buf[pos] = mtype
+    buf[pos + 1] = pas
+    return _put_u32(buf, pos + 2, count)
+
+
+@njit(cache=True)
+def _put_bits(buf: np.ndarray, pos: int, bits: np.ndarray, count: int) -> int:
+    nbytes = (count + 7) >> 3
+    for i in range(nbytes):
+        buf[pos + i] = 0
+    for i in range(count):
+        if bits[i]:
+            buf[pos + (i >> 3)] |= np.uint8(1 << (i & 7))
+    return pos + nbytes
+
+
+@njit(cache=True)
+def _fen_update(fen: np.ndarray, p: int, n: int, t: int) -> None:
+    i = t + 1
+    while i <= n:
+        fen[p, i] ^= 1
+        i += i & (-i)
+
+
+@njit(cache=True)
+def _fen_prefix(fen: np.ndarray, p: int, t: int) -> int:
+    x = 0
+    i = t
+    while i > 0:
+        x ^= fen[p, i]
+        i -= i & (-i)
+    return x
+
+
+@njit(cache=True)
+def _pos(j: int, n: int, off: int, inv: int) -> int:
+    # inverse permutation: position of original index j in pass order
+    return ((j - off) % n) * inv % n
+
+
+@njit(cache=True)
+def cascade_kernel(
+    a: np.ndarray,
+    b: np.ndarray,
+    ks: np.ndarray,
+    mults: np.ndarray,
+    offs: np.ndarray,
+    invs: np.ndarray,
+    reuse: bool,
+    infer_last: bool,
+) -> tuple[np.ndarray, int, np.ndarray, int, int]:
+    """Run Cascade in place on ``b``; return (b, leaked bits, transcript, length, messages)."""
+    n = a.shape[0]
+    npass = ks.shape[0]
+    kmin = n
+    for p in range(npass):
+        kmin = min(kmin, ks[p])
+    maxblocks = (n + kmin - 1) // kmin
+    nblocks = np.empty(npass, dtype=np.int64)
+    for p in range(npass):
+        nblocks[p] = (n + ks[p] - 1) // ks[p]
+
+    blockerr = np.zeros((npass, maxblocks), dtype=np.uint8)
+    inlist = np.zeros((npass, maxblocks), dtype=np.uint8)
+    oddlist = np.empty((npass, maxblocks), dtype=np.int64)
+    oddcount = np.zeros(npass, dtype=np.int64)
+    fen = np.zeros((npass, n + 1), dtype=np.uint8)
+    apre = np.zeros((npass, n + 1), dtype=np.uint8)
+    have_apre = np.zeros(npass, dtype=np.uint8)
+    known = np.zeros((npass, n), dtype=np.uint8)
+
+    # per-round scratch: disclosed flag, disclosed bit and direction per search and level
+    s_depth = np.zeros(maxblocks, dtype=np.int64)
+    s_disc = np.zeros((maxblocks, MAX_DEPTH), dtype=np.uint8)
+    s_bit = np.zeros((maxblocks, MAX_DEPTH), dtype=np.uint8)
+    s_dir = np.zeros((maxblocks, MAX_DEPTH), dtype=np.uint8)
+    bits = np.empty(max(maxblocks, 8), dtype=np.uint8)
+    roundblocks = np.empty(maxblocks, dtype=np.int64)
+
+    errs = np.empty(n, dtype=np.int64)
+    nerr = 0
+    for j in range(n):
+        if a[j] != b[j]:
+            errs[nerr] = j
+            nerr += 1
+
+    buf = np.empty(1024, dtype=np.uint8)
+    pos = 0
+    leak = 0
+    messages = 0
+    total_parity_known = False
+
+    for p in range(npass):
+        k = ks[p]
+        nb = nblocks[p]
+        mult = mults[p]
+        off = offs[p]
+        inv = invs[p]
+        # --- Alice: parities of the blocks of this pass (the last one is implied by the
+        # parity of the whole key once that is public, so it is not sent).
+        nsend = nb
+        if infer_last and total_parity_known and nb > 1:
+            nsend = nb - 1
+        if nb > bits.shape[0]:
+            bits = np.empty(nb, dtype=np.uint8)
+        limit = min(n, nsend * k)
+        j = off
+        for blk in range(nsend):
+            bits[blk] = 0
+        t = 0
+        while t < limit:
+            bits[t // k] ^= a[j]
+            j += mult
+            if j >= n:
+                j -= n
+            t += 1
+        buf = _grow(buf, pos, 22 + (nsend + 7) // 8)
+        pos = _header(buf, pos, MSG_PARITIES, p, nsend)
+        pos = _put_u64(buf, pos, mult)
+        pos = _put_u64(buf, pos, off)
+        pos = _put_bits(buf, pos, bits, nsend)
+        messages += 1
+        leak += nsend
+        total_parity_known = True
+
+        # --- Bob: error parity of each block from the errors still present.
+        w = 0
+        for i in range(nerr):
+            jj = errs[i]
+            if a[jj] != b[jj]:
+                errs[w] = jj
+                w += 1
+        nerr = w
+        for i in range(nerr):
+            t = _pos(errs[i], n, off, inv)
+            blockerr[p, t // k] ^= 1
+            _fen_update(fen, p, n, t)
+        for blk in range(nb):
+            if blockerr[p, blk] and not inlist[p, blk]:
+                inlist[p, blk] = 1
+                oddlist[p, oddcount[p]] = blk
+                oddcount[p] += 1
+
+        # --- cascade: search odd blocks, smallest-block pass first, one pass per round.
+        while True:
+            q = -1
+            for r in range(p + 1):
+                if oddcount[r] > 0:
+                    q = r
+                    break
+            if q < 0:
+                break
+            kq = ks[q]
+            mq = mults[q]
+            oq = offs[q]
+            # blocks still odd, ascending (the order Bob lists them in)
+            m = 0
+            for i in range(oddcount[q]):
+                blk = oddlist[q, i]
+                inlist[q, blk] = 0
+                if blockerr[q, blk]:
+                    roundblocks[m] = blk
+                    m += 1
+            oddcount[q] = 0
+            if m == 0:
+                continue
+            roundblocks[:m].sort()
+            buf = _grow(buf, pos, 6 + 4 * m)
+            pos = _header(buf, pos, MSG_ODD, q, m)
+            for i in range(m):
+                pos = _put_u32(buf, pos, roundblocks[i])
+            messages += 1
+
+            if not have_apre[q]:
+                # Alice's prefix parities in pass-q order, built once per pass
+                j = oq
+                acc = 0
+                for t in range(n):
+                    acc ^= a[j]
+                    apre[q, t + 1] = acc
+                    j += mq
+                    if j >= n:
+                        j -= n
+                have_apre[q] = 1
+
+            maxd = 0
+            for s in range(m):
+                blk = roundblocks[s]
+                lo = blk * kq
+                hi = min(n, lo + kq)
+                d = 0
+                while hi - lo > 1:
+                    mid = (lo + hi) // 2
+                    d += 1
+                    if reuse and known[q, lo] >= d:
+                        s_disc[s, d - 1] = 0
+                    else:
+                        s_disc[s, d - 1] = 1
+                        s_bit[s, d - 1] = apre[q, mid] ^ apre[q, lo]
+                        leak += 1
+                        if reuse:
+                            known[q, lo] = d
+                    left_err = _fen_prefix(fen, q, mid) ^ _fen_prefix(fen, q, lo)
+                    if left_err:
+                        s_dir[s, d - 1] = 0
+                        hi = mid
+                    else:
+                        s_dir[s, d - 1] = 1
+                        lo = mid
+                s_depth[s] = d
+                if d > maxd:
+                    maxd = d
+                # Bob flips the bit; every pass so far sees one block change parity
+                jflip = (mq * lo + oq) % n
+                b[jflip] ^= 1
+                for r in range(p + 1):
+                    tr = _pos(jflip, n, offs[r], invs[r])
+                    br = tr // ks[r]
+                    blockerr[r, br] ^= 1
+                    _fen_update(fen, r, n, tr)
+                    if blockerr[r, br] and not inlist[r, br]:
+                        inlist[r, br] = 1
+                        oddlist[r, oddcount[r]] = br
+                        oddcount[r] += 1
+
+            # emit the round level by level: Alice's disclosed parities, Bob's directions
+            if maxd > bits.shape[0]:
+                bits = np.empty(maxd, dtype=np.uint8)
+            for lvl in range(maxd):
+                c = 0
+                for s in range(m):
+                    if s_depth[s] > lvl and s_disc[s, lvl]:
+                        if c >= bits.shape[0]:
+                            nbits = np.empty(2 * bits.shape[0], dtype=np.uint8)
+                            nbits[:c] = bits[:c]
+                            bits = nbits
+                        bits[c] = s_bit[s, lvl]
+                        c += 1
+                if c > 0:
+                    buf = _grow(buf, pos, 6 + (c + 7) // 8)
+                    pos = _header(buf, pos, MSG_LEFT, q, c)
+                    pos = _put_bits(buf, pos, bits, c)
+                    messages += 1
+                c = 0
+                for s in range(m):
+                    if s_depth[s] > lvl:
+                        if c >= bits.shape[0]:
+                            nbits = np.empty(2 * bits.shape[0], dtype=np.uint8)
+                            nbits[:c] = bits[:c]
+                            bits = nbits
+                        bits[c] = s_dir[s, lvl]
+                        c += 1
+                buf = _grow(buf, pos, 6 + (c + 7) // 8)
+                pos = _header(buf, pos, MSG_DIR, q, c)
+                pos = _put_bits(buf, pos, bits, c)
+                messages += 1
+    return b, leak, buf, pos, messages
