@@ -1,0 +1,265 @@
+# ruff: noqa: N815  -- field names are the standard's own, letter for letter
+"""The KME service of one node: HTTP-free logic between the REST adapters and the KeyManager.
+
+``etsi014`` and ``skip`` parse HTTP and call :class:`KmeService`; the service checks who
+may do what (ETSI GS QKD 014 V1.1.1 §5: every request is authorised on its own; an SAE
+reaches only keys of pairs it belongs to), applies the KME's limits, and calls
+:class:`qkdnet.keys.KeyManager` off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from qkdnet.api.certs import Identity, Role
+from qkdnet.api.tls import peer_identity
+from qkdnet.errors import KeyManagementError, ParameterError, Unauthorized
+
+__all__ = ["SKIP_SAE_PREFIX", "KmeLimits", "KmeService", "skip_sae_id"]
+
+T = TypeVar("T")
+
+# ETSI GS QKD 014 V1.1.1 §6.4–6.5: the messages of the standard's 400 examples, verbatim.
+MSG_SIZE_MULTIPLE_OF_8 = "size shall be a multiple of 8"
+MSG_EXTENSION_MANDATORY_UNSUPPORTED = "not all extension_mandatory parameters are supported"
+MSG_EXTENSION_MANDATORY_UNMET = "not all extension_mandatory request options could be met"
+MSG_KEYS_NOT_FOUND = "one or more keys specified are not found on KME"
+
+#: Cisco SKIP's peers are key providers (nodes), not applications: each node registers one
+#: internal SAE ``skip@<node>`` so that SKIP keys come from the same pools and relay.
+SKIP_SAE_PREFIX = "skip@"
+
+
+def skip_sae_id(node_id: str) -> str:
+    """The internal SAE ID under which node ``node_id`` serves Cisco SKIP keys."""
+    return f"{SKIP_SAE_PREFIX}{node_id}"
+
+
+@dataclass(frozen=True)
+class KmeLimits:
+    """The KME's advertised limits (ETSI GS QKD 014 §6.1 Status); sizes in bits."""
+
+    key_size: int = 256
+    min_key_size: int = 64
+    max_key_size: int = 8192
+    max_key_per_request: int = 128
+    max_key_count: int = 100_000
+    max_SAE_ID_count: int = 4
+
+    def __post_init__(self) -> None:
+        for name in ("key_size", "min_key_size", "max_key_size"):
+            value = getattr(self, name)
+            if value < 8 or value % 8:
+                raise ParameterError(name, f"must be a positive multiple of 8 bits, got {value}")
+        if not self.min_key_size <= self.key_size <= self.max_key_size:
+            raise ParameterError("key_size", "must lie in [min_key_size, max_key_size]")
+        if self.max_key_per_request < 1 or self.max_SAE_ID_count < 0:
+            raise ParameterError("max_key_per_request", "must be >= 1 (and max_SAE_ID_count >= 0)")
+
+
+@dataclass
+class KmeService:
+    """One node's KME: its KeyManager, where every SAE lives, and its limits.
+
+    ``sae_nodes`` maps every SAE ID of the network to the ID of the node it is attached to.
+    ``peer_nodes`` lists the other nodes (for SKIP ``/capabilities``). KeyManager calls run
+    on ``workers`` threads so that a relay waiting on a neighbour never blocks the loop.
+    """
+
+    node_id: str
+    key_manager: Any
+    sae_nodes: Mapping[str, str]
+    peer_nodes: Sequence[str] = ()
+    limits: KmeLimits = field(default_factory=KmeLimits)
+    workers: int = 4
+    #: Mandatory extensions understood: name → function(value, policy kwargs) that records it.
+    extensions: dict[str, Callable[[Any, dict[str, Any]], None]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix=f"kme-{self.node_id}")
+        if not self.extensions:
+            self.extensions = {
+                "qkdnet_paths": _extension_paths,
+                "qkdnet_avoid_nodes": _extension_avoid,
+            }
+
+    def close(self) -> None:
+        """Stop the worker threads (after the server stopped taking requests)."""
+        self._executor.shutdown(wait=True)
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+
+    # -- who is calling -------------------------------------------------------------------
+    def authenticate_sae(self, scope: Mapping[str, Any]) -> str:
+        """The ID of the SAE of this node that made the request; Unauthorized otherwise."""
+        identity: Identity | None = peer_identity(scope)
+        if identity is None:
+            raise Unauthorized("no client certificate: mutual TLS is required")
+        if identity.role is not Role.SAE:
+            raise Unauthorized("only SAE certificates may request keys")
+        if self.sae_nodes.get(identity.id) != self.node_id:
+            raise Unauthorized(f"SAE {identity.id!r} is not attached to KME {self.node_id!r}")
+        return identity.id
+
+    def _node_of(self, sae_id: str, field_name: str) -> str:
+        node = self.sae_nodes.get(sae_id)
+        if node is None or sae_id.startswith(SKIP_SAE_PREFIX):
+            raise ParameterError(field_name, f"unknown SAE {sae_id!r}")
+        return node
+
+    # -- extensions -----------------------------------------------------------------------
+    def parse_mandatory_extensions(self, mandatory: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """Policy options from ``extension_mandatory``; an unknown name → the standard's 400."""
+
+        options: dict[str, Any] = {}
+        for item in mandatory:
+            for name, value in item.items():
+                handler = self.extensions.get(name)
+                if handler is None:
+                    raise ParameterError("extension_mandatory", MSG_EXTENSION_MANDATORY_UNSUPPORTED)
+                try:
+                    handler(value, options)
+                except (ValueError, TypeError) as exc:
+                    raise ParameterError(
+                        "extension_mandatory", MSG_EXTENSION_MANDATORY_UNMET
+                    ) from exc
+        return options
+
+    # -- ETSI GS QKD 014 ------------------------------------------------------------------
+    async def status(self, master: str, slave: str) -> dict[str, Any]:
+        """§6.1 Status for the pair (master, slave) as a dict."""
+        slave_node = self._node_of(slave, "slave_SAE_ID")
+        pair = await self._run(self.key_manager.status, master, slave, slave_node)
+        lim = self.limits
+        stored_bits = int(getattr(pair, "stored_key_bits", 0) or 0)
+        count = getattr(pair, "stored_key_count", None)
+        if count is None:
+            count = stored_bits // lim.key_size
+        return {
+            "source_KME_ID": self.node_id,
+            "target_KME_ID": slave_node,
+            "master_SAE_ID": master,
+            "slave_SAE_ID": slave,
+            "key_size": lim.key_size,
+            "stored_key_count": int(count),
+            "max_key_count": lim.max_key_count,
+            "max_key_per_request": lim.max_key_per_request,
+            "max_key_size": lim.max_key_size,
+            "min_key_size": lim.min_key_size,
+            "max_SAE_ID_count": lim.max_SAE_ID_count,
+        }
+
+    async def enc_keys(
+        self, master: str, slave: str, number: int | None, size: int | None,
+        additional: Sequence[str] = (), options: Mapping[str, Any] | None = None,
+    ) -> list[tuple[uuid.UUID, bytes]]:
+        """§5.2: ``number`` new keys of ``size`` bits for master → slave (+ additional slaves)."""
+        lim = self.limits
+        number = 1 if number is None else number
+        size = lim.key_size if size is None else size
+        if size % 8:
+
+            raise ParameterError("size", MSG_SIZE_MULTIPLE_OF_8)
+        if not lim.min_key_size <= size <= lim.max_key_size:
+            raise ParameterError(
+                "size", f"must be between {lim.min_key_size} and {lim.max_key_size} bits"
+            )
+        if not 1 <= number <= lim.max_key_per_request:
+            raise ParameterError("number", f"must be between 1 and {lim.max_key_per_request}")
+        if len(additional) > lim.max_SAE_ID_count:
+            raise ParameterError(
+                "additional_slave_SAE_IDs",
+                f"at most {lim.max_SAE_ID_count} additional slave SAEs (max_SAE_ID_count)",
+            )
+        slave_node = self._node_of(slave, "slave_SAE_ID")
+        extra: list[tuple[str, str]] = []
+        for sae in additional:
+            if sae in (slave, master) or any(sae == s for s, _ in extra):
+                raise ParameterError("additional_slave_SAE_IDs", f"SAE {sae!r} listed twice")
+            extra.append((sae, self._node_of(sae, "additional_slave_SAE_IDs")))
+        if slave == master:
+            raise ParameterError("slave_SAE_ID", "an SAE cannot share keys with itself")
+        policy = _make_policy(options or {})
+        delivered = await self._run(
+            self.key_manager.supply, master, slave, slave_node, number, size,
+            additional_slaves=tuple(extra), policy=policy,
+        )
+        return [(d.key_id, d.key) for d in delivered]
+
+    async def dec_keys(
+        self, slave: str, master: str, key_ids: Sequence[uuid.UUID]
+    ) -> list[tuple[uuid.UUID, bytes]]:
+        """§5.3: the keys ``key_ids`` made by ``master`` for ``slave`` (the caller)."""
+        if len(key_ids) > self.limits.max_key_per_request:
+            raise ParameterError(
+                "key_IDs", f"at most {self.limits.max_key_per_request} key IDs per request"
+            )
+        if len(set(key_ids)) != len(key_ids):
+            raise ParameterError("key_IDs", "a key ID is listed twice")
+        self._node_of(master, "master_SAE_ID")
+        delivered = await self._run(self.key_manager.retrieve, slave, master, list(key_ids))
+        return [(d.key_id, d.key) for d in delivered]
+
+    # -- Cisco SKIP -----------------------------------------------------------------------
+    def authenticate_skip(self, scope: Mapping[str, Any]) -> str:
+        """Any SAE of this node may act as a SKIP client (a router or encryptor)."""
+        return self.authenticate_sae(scope)
+
+    async def skip_new_key(self, remote_node: str, size_bits: int) -> tuple[uuid.UUID, bytes]:
+        """A new key shared with key provider ``remote_node`` (draft-cisco-skip-02 §4.2)."""
+        if remote_node == self.node_id or remote_node not in self.peer_nodes:
+            raise ParameterError("remoteSystemID", f"unknown remote system {remote_node!r}")
+        delivered = await self._run(
+            self.key_manager.supply, skip_sae_id(self.node_id), skip_sae_id(remote_node),
+            remote_node, 1, size_bits,
+        )
+        return delivered[0].key_id, delivered[0].key
+
+    async def skip_key_by_id(self, remote_node: str, key_id: uuid.UUID) -> bytes:
+        """The key ``key_id`` that ``remote_node`` made for this node (draft-cisco-skip-02 §4.3)."""
+        if remote_node == self.node_id or remote_node not in self.peer_nodes:
+            raise ParameterError("remoteSystemID", f"unknown remote system {remote_node!r}")
+        delivered = await self._run(
+            self.key_manager.retrieve, skip_sae_id(self.node_id), skip_sae_id(remote_node),
+            [key_id],
+        )
+        return delivered[0].key
+
+
+def _extension_paths(value: Any, options: dict[str, Any]) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4:
+        raise ValueError("qkdnet_paths must be an integer 1..4")
+    options["paths"] = value
+
+
+def _extension_avoid(value: Any, options: dict[str, Any]) -> None:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError("qkdnet_avoid_nodes must be a list of node IDs")
+    options["avoid"] = tuple(value)
+
+
+def _make_policy(options: Mapping[str, Any]) -> Any:
+    """A :class:`qkdnet.keys.RelayPolicy` from extension options (None = the default)."""
+    if not options:
+        return None
+    from qkdnet import keys
+
+    policy_cls = getattr(keys, "RelayPolicy", None)
+    if policy_cls is None:
+        raise KeyManagementError("relay policies are not available in this build")
+    fields = set(getattr(policy_cls, "__dataclass_fields__", {}) or {})
+    kwargs: dict[str, Any] = {}
+    for name, value in options.items():
+        target = {"paths": "paths", "avoid": "avoid_nodes"}[name]
+        if target not in fields:
+
+            raise ParameterError("extension_mandatory", MSG_EXTENSION_MANDATORY_UNMET)
+        kwargs[target] = value
+    return policy_cls(**kwargs)

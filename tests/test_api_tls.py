@@ -1,0 +1,163 @@
+"""Mutual TLS against a real uvicorn server on 127.0.0.1: who gets in, who is refused.
+
+Independent truth: the handshake outcomes follow from X.509 path validation (RFC 5280) as
+OpenSSL performs it; the codes from ETSI GS QKD 014 V1.1.1 §5 (401 for an SAE the KME
+cannot authorise).
+"""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import httpx
+import pytest
+
+from qkdnet.api.app import create_app
+from qkdnet.api.certs import (
+    Role,
+    create_ca,
+    identity_from_pem,
+    issue_certificate,
+    issue_network,
+)
+from qkdnet.api.server import NodeServer
+from qkdnet.api.service import KmeService
+from qkdnet.errors import ParameterError
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("pki")
+    net = issue_network(root / "net", {"A": ["127.0.0.1"], "B": ["127.0.0.1"]},
+                        ["alice", "bob"])
+    create_ca(root / "rogue", name="rogue CA")
+    rogue = issue_certificate(root / "rogue", "alice", Role.SAE, root / "rogue")
+    return net, rogue
+
+
+@pytest.fixture(scope="module")
+def server(pki):
+    net, _ = pki
+    # No KeyManager: every request here is refused before any key is touched.
+    service = KmeService("A", None, {"alice": "A", "bob": "B"}, peer_nodes=["A", "B"])
+    node = net.nodes["A"]
+    with NodeServer(create_app(service), node.cert, node.key, net.ca) as srv:
+        yield srv
+
+
+def test_certificate_carries_id_and_role(pki) -> None:
+    net, _ = pki
+    assert identity_from_pem(net.saes["alice"].cert.read_bytes()).id == "alice"
+    assert identity_from_pem(net.nodes["A"].cert.read_bytes()).role is Role.KME
+    assert (net.saes["alice"].key.stat().st_mode & 0o777) == 0o600
+
+
+def test_bad_holder_id_is_refused(tmp_path: Path) -> None:
+    create_ca(tmp_path)
+    with pytest.raises(ParameterError, match="holder_id"):
+        issue_certificate(tmp_path, "a/b", Role.SAE)
+
+
+def test_no_client_certificate_is_refused_in_the_handshake(pki, server) -> None:
+    net, _ = pki
+    ctx = ssl.create_default_context(cafile=str(net.ca))
+    with httpx.Client(verify=ctx) as client, pytest.raises(httpx.HTTPError):
+        client.get(f"{server.url}/api/v1/keys/bob/status")
+
+
+def test_certificate_from_another_ca_is_refused(pki, server) -> None:
+    net, rogue = pki
+    ctx = ssl.create_default_context(cafile=str(net.ca))
+    ctx.load_cert_chain(str(rogue.cert), str(rogue.key))
+    with httpx.Client(verify=ctx) as client, pytest.raises(httpx.HTTPError):
+        client.get(f"{server.url}/api/v1/keys/bob/status")
+
+
+def test_server_is_checked_by_the_client(pki, server) -> None:
+    _, rogue = pki  # trusting only the rogue CA, the client must reject our server
+    ctx = ssl.create_default_context(cafile=str(rogue.ca))
+    with httpx.Client(verify=ctx) as client, pytest.raises(httpx.ConnectError):
+        client.get(f"{server.url}/api/v1/keys/bob/status")
+
+
+def test_tls13_is_negotiated_with_the_skip_suite(pki, server) -> None:
+    net, _ = pki
+    ctx = ssl.create_default_context(cafile=str(net.ca))
+    ctx.load_cert_chain(str(net.saes["alice"].cert), str(net.saes["alice"].key))
+    import socket
+
+    with socket.create_connection(("127.0.0.1", server.port)) as raw, ctx.wrap_socket(
+        raw, server_hostname="127.0.0.1"
+    ) as tls:
+        assert tls.version() == "TLSv1.3"
+        assert tls.cipher()[0] == "TLS_AES_256_GCM_SHA384"  # draft-cisco-skip-02 §4
+
+
+def test_tls12_only_client_is_refused(pki, server) -> None:
+    net, _ = pki
+    ctx = ssl.create_default_context(cafile=str(net.ca))
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(str(net.saes["alice"].cert), str(net.saes["alice"].key))
+    with httpx.Client(verify=ctx) as client, pytest.raises(httpx.HTTPError):
+        client.get(f"{server.url}/api/v1/keys/bob/status")
+
+
+def _client(net, who: str, kind: str = "saes") -> httpx.Client:
+    creds = getattr(net, kind)[who]
+    ctx = ssl.create_default_context(cafile=str(net.ca))
+    ctx.load_cert_chain(str(creds.cert), str(creds.key))
+    return httpx.Client(verify=ctx)
+
+
+def test_sae_of_another_node_gets_401(pki, server) -> None:
+    net, _ = pki
+    with _client(net, "bob") as client:  # bob belongs to node B, not A
+        for response in (
+            client.get(f"{server.url}/api/v1/keys/alice/status"),
+            client.post(f"{server.url}/api/v1/keys/alice/enc_keys", json={}),
+            client.get(f"{server.url}/capabilities"),
+        ):
+            assert response.status_code == 401
+            assert "not attached to KME 'A'" in response.json()["message"]
+
+
+def test_node_certificate_cannot_fetch_keys(pki, server) -> None:
+    net, _ = pki
+    with _client(net, "B", "nodes") as client:
+        response = client.post(f"{server.url}/api/v1/keys/alice/enc_keys", json={})
+    assert response.status_code == 401
+
+
+def test_unknown_path_and_method(pki, server) -> None:
+    net, _ = pki
+    with _client(net, "alice") as client:
+        assert client.get(f"{server.url}/nope").status_code == 404
+        assert client.delete(f"{server.url}/capabilities").status_code == 405
+
+
+def test_openapi_says_400_not_422(pki, server) -> None:
+    net, _ = pki
+    with _client(net, "alice") as client:
+        doc = client.get(f"{server.url}/openapi.json").json()
+    ops = [op for item in doc["paths"].values() for op in item.values()]
+    assert all("422" not in op["responses"] for op in ops)
+    etsi = [op for path, item in doc["paths"].items() if path.startswith("/api/v1/keys")
+            for op in item.values()]
+    assert len(etsi) == 5  # status, enc_keys GET+POST, dec_keys GET+POST
+    assert all({"200", "400", "401", "503"} <= set(op["responses"]) for op in etsi)
+    schemas = doc["components"]["schemas"]
+    assert set(schemas["Status"]["required"]) == {
+        "source_KME_ID", "target_KME_ID", "master_SAE_ID", "slave_SAE_ID", "key_size",
+        "stored_key_count", "max_key_count", "max_key_per_request", "max_key_size",
+        "min_key_size", "max_SAE_ID_count",
+    }
+    assert set(schemas["KeyRequest"]["properties"]) == {
+        "number", "size", "additional_slave_SAE_IDs", "extension_mandatory",
+        "extension_optional",
+    }
+    assert schemas["KeyRequest"].get("required", []) == []
+    assert set(schemas["KeyContainer"]["required"]) == {"keys"}
+    assert set(schemas["Key"]["required"]) == {"key_ID", "key"}
+    assert schemas["KeyIDItem"]["properties"]["key_ID"]["format"] == "uuid"
+    assert set(schemas["Error"]["required"]) == {"message"}
