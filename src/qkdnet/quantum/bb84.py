@@ -114,6 +114,21 @@ def decoy_rate(
     return np.asarray(rate.max(axis=0))
 
 
+def _one_decoy_grid(
+    link: LinkSpec, eta: NDArray[np.float64], mus: NDArray[np.float64], nu: float
+) -> NDArray[np.float64]:
+    q_mu, e_mu = gain_and_qber(link, mus, eta)
+    q_nu, _ = gain_and_qber(link, nu, eta)
+    a_mu = q_mu * np.exp(mus)
+    y1 = mus / (mus * nu - nu**2) * (
+        q_nu * np.exp(nu) - nu**2 / mus**2 * a_mu - (mus**2 - nu**2) / mus**2 * e_mu * a_mu / E0
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e1 = np.where(y1 > 0.0, np.clip(e_mu * a_mu / (mus * y1), 0.0, 0.5), 0.5)
+    rate = _gllp(0.5, link.error_correction_efficiency, mus, q_mu, e_mu, y1, e1)
+    return np.asarray(rate.max(axis=0))
+
+
 def one_decoy_rate(
     link: LinkSpec, distance_km: ArrayLike, *, optimise: bool = False
 ) -> NDArray[np.float64]:
@@ -125,26 +140,23 @@ def one_decoy_rate(
         Y1^L = μ/(μν − ν²) [Q_ν e^ν − (ν²/μ²) Q_μ e^μ − ((μ² − ν²)/μ²) E_μ Q_μ e^μ / e0]
         e1^U = E_μ Q_μ e^μ / (μ Y1^L)
 
-    Uses (μ, ν) = ``link.intensities[:2]``; ``optimise`` picks μ per distance.
+    Uses (μ, ν) = ``link.intensities[:2]``; ``optimise`` picks μ (grid 0.02..1) and ν (grid
+    0.01..0.5, ν < μ) per distance.
     """
     d = distances(distance_km)
     if len(link.intensities) < 2:
         raise ParameterError("intensities", "one-decoy BB84 needs two intensities (μ, ν)")
-    mu0, nu = link.intensities[:2]
+    mu0, nu0 = link.intensities[:2]
     eta = channel_transmittance(link, d)
-    mus = intensity_grid(nu + 0.01, 1.0, 100) if optimise else np.array([[mu0]])
-    if not (float(mus.min()) > nu > 0.0):
-        raise ParameterError("intensities", f"one-decoy BB84 needs μ > ν > 0, got ({mu0}, {nu})")
-    q_mu, e_mu = gain_and_qber(link, mus, eta)
-    q_nu, _ = gain_and_qber(link, nu, eta)
-    a_mu = q_mu * np.exp(mus)
-    y1 = mus / (mus * nu - nu**2) * (
-        q_nu * np.exp(nu) - nu**2 / mus**2 * a_mu - (mus**2 - nu**2) / mus**2 * e_mu * a_mu / E0
-    )
-    with np.errstate(divide="ignore", invalid="ignore"):
-        e1 = np.where(y1 > 0.0, np.clip(e_mu * a_mu / (mus * y1), 0.0, 0.5), 0.5)
-    rate = _gllp(0.5, link.error_correction_efficiency, mus, q_mu, e_mu, y1, e1)
-    return np.asarray(rate.max(axis=0))
+    if not optimise:
+        if not (mu0 > nu0 > 0.0):
+            raise ParameterError("intensities", f"one-decoy BB84 needs μ > ν > 0, got ({mu0}, {nu0})")
+        return _one_decoy_grid(link, eta, np.array([[mu0]]), nu0)
+    best = np.zeros_like(d)
+    for nu in np.geomspace(0.01, 0.5, 24):
+        mus = np.linspace(nu + 0.01, 1.0, 60)[:, None]
+        best = np.maximum(best, _one_decoy_grid(link, eta, mus, float(nu)))
+    return best
 
 
 def no_decoy_rate(

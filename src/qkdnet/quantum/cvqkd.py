@@ -14,6 +14,10 @@ from qkdnet.quantum._common import channel_transmittance, distances
 from qkdnet.quantum.link import LinkSpec
 
 
+#: Smallest channel transmittance (100 dB) at which the rate is evaluated.
+MIN_TRANSMITTANCE = 1e-10
+
+
 def _g(nu: NDArray[np.float64]) -> NDArray[np.float64]:
     """Von Neumann entropy (bits) of a thermal mode with symplectic eigenvalue ν ≥ 1:
     G((ν−1)/2), G(x) = (x+1) log2(x+1) − x log2 x."""
@@ -114,4 +118,7 @@ def cv_qkd_rate(
         link.homodyne_efficiency,
     )
     rate = np.nan_to_num(np.atleast_2d(rate), nan=0.0, neginf=0.0)
-    return np.asarray(np.maximum(rate, 0.0).max(axis=0))
+    rate = np.maximum(rate, 0.0).max(axis=0)
+    # Beyond 100 dB the Holevo terms cancel to below double precision (the rate is < 1e-10
+    # bits per symbol there); report no key rather than rounding noise.
+    return np.asarray(np.where(t >= MIN_TRANSMITTANCE, rate, 0.0))

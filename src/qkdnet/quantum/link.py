@@ -57,7 +57,7 @@ class LinkSpec:
     #: Ma, Fung, Lo, PRA 76, 012307, 2007).
     mean_pair_number: float = 0.1
     #: Twin-field QKD (sending-or-not-sending): probability that Alice (Bob) sends a pulse.
-    sending_probability: float = 0.1
+    sending_probability: float = 0.05
     #: CV-QKD: Alice's Gaussian modulation variance V_A, shot-noise units.
     modulation_variance_snu: float = 4.0
     #: CV-QKD: excess noise ξ referred to the channel input, shot-noise units.
