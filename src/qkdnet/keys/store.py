@@ -1,0 +1,604 @@
+"""Key blocks and key stores: pools of key with IDs, reserved, consumed and erased atomically.
+
+A store holds *pools* (named by the key manager: one per QKD link, one per SAE pair, ...).
+Every block has a UUID that means the same bits at both ends of its link or pair.
+
+Two ways of taking key out of a pool, both atomic (one database transaction each):
+
+* whole blocks: :meth:`reserve` (or :meth:`reserve_ids`) marks blocks as held by a holder
+  until a deadline; :meth:`consume` erases them (overwrite with zeros, then delete) and
+  leaves a tombstone so that the ID can never be stored or delivered again;
+  :meth:`release` gives them back; an expired reservation is free again.
+* byte ranges of link key (for one-time pads and MAC keys of relay, Y.3803): the sender
+  calls :meth:`take_bytes`, which erases the oldest bytes and returns them with their
+  :class:`KeyRange` s; the receiver names the same ranges to :meth:`read_ranges` (to check
+  the MAC first) and :meth:`consume_ranges`. A block remembers how many of its leading
+  bytes are used (erased); ranges must come in order, and a receiver that sees a range
+  start beyond its own mark erases the gap (the sender crashed after taking it), which
+  keeps both ends in step and refuses replays.
+
+Backends: :class:`SQLiteKeyStore` (here; WAL, ``secure_delete``) and
+:class:`qkdnet.keys.postgres.PostgresKeyStore` (psycopg 3). Both share this SQL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from qkdnet.errors import (
+    KeyAlreadyConsumed,
+    KeyExhausted,
+    KeyNotFound,
+    ParameterError,
+    StoreError,
+)
+
+
+@dataclass(frozen=True)
+class KeyBlock:
+    """A block of secret key with its ID (DESIGN.md).
+
+    ``bits`` are the key bytes (8 bits per byte), ``link`` the link (or pair) it came from,
+    ``created`` the clock time in seconds, ``epsilon`` the security parameter of the block
+    (composable ε of the QKD security proof that produced it).
+    """
+
+    key_id: uuid.UUID
+    bits: bytes
+    link: str
+    created: float
+    epsilon: float = 1e-10
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.key_id, uuid.UUID):
+            raise ParameterError("key_id", f"must be a uuid.UUID, got {type(self.key_id).__name__}")
+        if not isinstance(self.bits, bytes) or len(self.bits) == 0:
+            raise ParameterError("bits", "must be non-empty bytes")
+        if not (0.0 <= self.epsilon <= 1.0):
+            raise ParameterError("epsilon", f"must be in [0, 1], got {self.epsilon!r}")
+
+    @property
+    def size_bits(self) -> int:
+        """Length of the key, bits."""
+        return 8 * len(self.bits)
+
+    def __repr__(self) -> str:  # never print secret bits
+        return (
+            f"KeyBlock(key_id={self.key_id}, size_bits={self.size_bits}, link={self.link!r}, "
+            f"created={self.created})"
+        )
+
+
+@dataclass(frozen=True)
+class KeyRange:
+    """Bytes ``[start, end)`` of the link-key block ``key_id`` (the same bytes at both ends)."""
+
+    key_id: uuid.UUID
+    start: int
+    end: int
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.start < self.end):
+            raise ParameterError("range", f"need 0 <= start < end, got [{self.start}, {self.end})")
+
+    @property
+    def size_bytes(self) -> int:
+        """Length of the range, bytes."""
+        return self.end - self.start
+
+    def to_json(self) -> list[Any]:
+        """``[key_id, start, end]`` for Kx messages."""
+        return [str(self.key_id), self.start, self.end]
+
+    @classmethod
+    def from_json(cls, value: Sequence[Any]) -> KeyRange:
+        """Inverse of :meth:`to_json`; raises ParameterError on a malformed value."""
+        try:
+            key_id, start, end = value
+            return cls(uuid.UUID(str(key_id)), int(start), int(end))
+        except (TypeError, ValueError) as exc:
+            raise ParameterError("ranges", f"malformed key range {value!r}") from exc
+
+
+@runtime_checkable
+class KeyStore(Protocol):
+    """What every store offers (SQLiteKeyStore(path), PostgresKeyStore(dsn)); all atomic."""
+
+    def put(self, pool: str, blocks: Sequence[KeyBlock]) -> int: ...
+    def count(self, pool: str, now: float | None = None) -> int: ...
+    def available_bytes(self, pool: str, now: float | None = None) -> int: ...
+    def reserve(
+        self, pool: str, number: int, *, holder: str, until: float, now: float
+    ) -> list[KeyBlock]: ...
+    def reserve_ids(
+        self, pool: str, key_ids: Sequence[uuid.UUID], *, holder: str, until: float, now: float
+    ) -> list[KeyBlock]: ...
+    def consume(self, pool: str, key_ids: Sequence[uuid.UUID], *, holder: str) -> None: ...
+    def release(self, pool: str, key_ids: Sequence[uuid.UUID], *, holder: str) -> None: ...
+    def take(self, pool: str, key_ids: Sequence[uuid.UUID]) -> list[KeyBlock]: ...
+    def take_bytes(
+        self, pool: str, size_bytes: int, now: float | None = None
+    ) -> tuple[list[KeyRange], bytes]: ...
+    def read_ranges(self, pool: str, ranges: Sequence[KeyRange]) -> bytes: ...
+    def consume_ranges(self, pool: str, ranges: Sequence[KeyRange]) -> bytes: ...
+    def is_consumed(self, pool: str, key_id: uuid.UUID) -> bool: ...
+    def locate(self, key_id: uuid.UUID) -> list[str]: ...
+    def pools(self) -> list[str]: ...
+    def blocks(self, pool: str) -> list[KeyBlock]: ...
+    def purge(self, pool: str) -> int: ...
+    def close(self) -> None: ...
+
+
+_SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS qk_keys (
+        seq {serial},
+        pool TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        bits {blob} NOT NULL,
+        link TEXT NOT NULL,
+        created DOUBLE PRECISION NOT NULL,
+        epsilon DOUBLE PRECISION NOT NULL,
+        used INTEGER NOT NULL DEFAULT 0,
+        holder TEXT,
+        reserved_until DOUBLE PRECISION,
+        UNIQUE (pool, key_id))""",
+    "CREATE INDEX IF NOT EXISTS qk_keys_pool_seq ON qk_keys (pool, seq)",
+    "CREATE INDEX IF NOT EXISTS qk_keys_key_id ON qk_keys (key_id)",
+    """CREATE TABLE IF NOT EXISTS qk_consumed (
+        pool TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        PRIMARY KEY (pool, key_id))""",
+]
+
+_COLS = "key_id, bits, link, created, epsilon, used"
+
+
+def _block(row: Sequence[Any]) -> KeyBlock:
+    key_id, bits, link, created, epsilon, used = row
+    return KeyBlock(uuid.UUID(key_id), bytes(bits)[used:], link, float(created), float(epsilon))
+
+
+def _check_pool(pool: str) -> None:
+    if not isinstance(pool, str) or not pool:
+        raise ParameterError("pool", "must be a non-empty string")
+
+
+def _check_number(number: int) -> None:
+    if not isinstance(number, int) or number < 1:
+        raise ParameterError("number", f"must be an integer >= 1, got {number!r}")
+
+
+class _SqlKeyStore:
+    """The store logic in portable SQL; subclasses give the connection and transactions."""
+
+    _placeholder = "?"
+
+    # -- backend hooks --------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _tx(self, pool: str | None = None) -> Iterator[Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+        yield
+
+    def _q(self, sql: str) -> str:
+        return sql if self._placeholder == "?" else sql.replace("?", self._placeholder)
+
+    def _exec(self, cur: Any, sql: str, params: Sequence[Any] = ()) -> Any:
+        cur.execute(self._q(sql), tuple(params))
+        return cur
+
+    # -- helpers (inside a transaction) ---------------------------------------------------
+    def _tombstoned(self, cur: Any, pool: str, key_id: str) -> bool:
+        self._exec(cur, "SELECT 1 FROM qk_consumed WHERE pool = ? AND key_id = ?", (pool, key_id))
+        return cur.fetchone() is not None
+
+    def _erase(self, cur: Any, pool: str, key_id: str, length: int) -> None:
+        # Overwrite, then delete, then remember the ID so it is never stored or handed out again.
+        self._exec(
+            cur,
+            "UPDATE qk_keys SET bits = ? WHERE pool = ? AND key_id = ?",
+            (bytes(length), pool, key_id),
+        )
+        self._exec(cur, "DELETE FROM qk_keys WHERE pool = ? AND key_id = ?", (pool, key_id))
+        self._exec(cur, "INSERT INTO qk_consumed (pool, key_id) VALUES (?, ?)", (pool, key_id))
+
+    def _missing(self, cur: Any, pool: str, key_id: str) -> KeyNotFound:
+        if self._tombstoned(cur, pool, key_id):
+            return KeyAlreadyConsumed(f"key {key_id} of pool {pool!r} was already consumed")
+        return KeyNotFound(f"key {key_id} is not in pool {pool!r}")
+
+    # -- whole blocks ---------------------------------------------------------------------
+    def put(self, pool: str, blocks: Sequence[KeyBlock]) -> int:
+        """Store ``blocks`` in ``pool`` atomically; returns how many were new.
+
+        Storing a block again with the same bits is a no-op (so a retried deposit is safe);
+        with different bits it raises ParameterError and stores nothing; an ID that was
+        already consumed raises KeyAlreadyConsumed and stores nothing.
+        """
+        _check_pool(pool)
+        new = 0
+        with self._tx(pool) as cur:
+            for block in blocks:
+                kid = str(block.key_id)
+                if self._tombstoned(cur, pool, kid):
+                    raise KeyAlreadyConsumed(f"key {kid} of pool {pool!r} was already consumed")
+                self._exec(
+                    cur, "SELECT bits, used FROM qk_keys WHERE pool = ? AND key_id = ?", (pool, kid)
+                )
+                row = cur.fetchone()
+                if row is not None:
+                    if bytes(row[0])[row[1] :] != block.bits[row[1] :] or len(row[0]) != len(
+                        block.bits
+                    ):
+                        raise ParameterError("key_id", f"{kid} is already stored with other bits")
+                    continue
+                self._exec(
+                    cur,
+                    "INSERT INTO qk_keys (pool, key_id, bits, link, created, epsilon) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (pool, kid, block.bits, block.link, block.created, block.epsilon),
+                )
+                new += 1
+        return new
+
+    def count(self, pool: str, now: float | None = None) -> int:
+        """Number of blocks in ``pool`` free to reserve at time ``now`` (seconds)."""
+        with self._tx() as cur:
+            if now is None:
+                self._exec(cur, "SELECT COUNT(*) FROM qk_keys WHERE pool = ?", (pool,))
+            else:
+                self._exec(
+                    cur,
+                    "SELECT COUNT(*) FROM qk_keys WHERE pool = ? "
+                    "AND (holder IS NULL OR reserved_until <= ?)",
+                    (pool, now),
+                )
+            return int(cur.fetchone()[0])
+
+    def available_bytes(self, pool: str, now: float | None = None) -> int:
+        """Unused key bytes in ``pool`` free at time ``now`` (all blocks if ``now`` is None)."""
+        with self._tx() as cur:
+            sql = "SELECT COALESCE(SUM(LENGTH(bits) - used), 0) FROM qk_keys WHERE pool = ?"
+            params: tuple[Any, ...] = (pool,)
+            if now is not None:
+                sql += " AND (holder IS NULL OR reserved_until <= ?)"
+                params = (pool, now)
+            self._exec(cur, sql, params)
+            return int(cur.fetchone()[0])
+
+    def reserve(
+        self, pool: str, number: int, *, holder: str, until: float, now: float
+    ) -> list[KeyBlock]:
+        """Reserve the ``number`` oldest free blocks of ``pool`` for ``holder`` until ``until`` s.
+
+        All or nothing: raises KeyExhausted (and reserves nothing) if fewer are free.
+        """
+        _check_pool(pool)
+        _check_number(number)
+        with self._tx(pool) as cur:
+            self._exec(
+                cur,
+                f"SELECT {_COLS} FROM qk_keys WHERE pool = ? "
+                "AND (holder IS NULL OR reserved_until <= ?) ORDER BY seq LIMIT ?",
+                (pool, now, number),
+            )
+            rows = cur.fetchall()
+            if len(rows) < number:
+                raise KeyExhausted(
+                    f"pool {pool!r} has {len(rows)} free key(s), the request needs {number}"
+                )
+            for row in rows:
+                self._exec(
+                    cur,
+                    "UPDATE qk_keys SET holder = ?, reserved_until = ? "
+                    "WHERE pool = ? AND key_id = ?",
+                    (holder, until, pool, row[0]),
+                )
+            return [_block(r) for r in rows]
+
+    def reserve_ids(
+        self, pool: str, key_ids: Sequence[uuid.UUID], *, holder: str, until: float, now: float
+    ) -> list[KeyBlock]:
+        """Reserve exactly ``key_ids`` (in that order) for ``holder``; all or nothing.
+
+        Raises KeyAlreadyConsumed for a consumed ID, KeyNotFound for an unknown one or one
+        held by another holder whose reservation has not expired.
+        """
+        _check_pool(pool)
+        if len(set(key_ids)) != len(key_ids):
+            raise ParameterError("key_ids", "the same key ID is listed twice")
+        out = []
+        with self._tx(pool) as cur:
+            for key_id in key_ids:
+                kid = str(key_id)
+                self._exec(
+                    cur,
+                    f"SELECT {_COLS}, holder, reserved_until FROM qk_keys "
+                    "WHERE pool = ? AND key_id = ?",
+                    (pool, kid),
+                )
+                row = cur.fetchone()
+                if row is None:
+                    raise self._missing(cur, pool, kid)
+                if row[6] is not None and row[6] != holder and row[7] > now:
+                    raise KeyNotFound(f"key {kid} is reserved by another request")
+                self._exec(
+                    cur,
+                    "UPDATE qk_keys SET holder = ?, reserved_until = ? "
+                    "WHERE pool = ? AND key_id = ?",
+                    (holder, until, pool, kid),
+                )
+                out.append(_block(row[:6]))
+        return out
+
+    def consume(self, pool: str, key_ids: Sequence[uuid.UUID], *, holder: str) -> None:
+        """Erase reserved blocks for good (overwrite, delete, tombstone); all or nothing.
+
+        Every ID must be reserved by ``holder`` (KeyNotFound / KeyAlreadyConsumed otherwise).
+        """
+        with self._tx(pool) as cur:
+            for key_id in key_ids:
+                kid = str(key_id)
+                self._exec(
+                    cur,
+                    "SELECT holder, LENGTH(bits) FROM qk_keys WHERE pool = ? AND key_id = ?",
+                    (pool, kid),
+                )
+                row = cur.fetchone()
+                if row is None:
+                    raise self._missing(cur, pool, kid)
+                if row[0] != holder:
+                    raise KeyNotFound(f"key {kid} is not reserved by {holder!r}")
+                self._erase(cur, pool, kid, int(row[1]))
+
+    def release(self, pool: str, key_ids: Sequence[uuid.UUID], *, holder: str) -> None:
+        """Give reserved blocks back to the pool (those not held by ``holder`` are left alone)."""
+        with self._tx(pool) as cur:
+            for key_id in key_ids:
+                self._exec(
+                    cur,
+                    "UPDATE qk_keys SET holder = NULL, reserved_until = NULL "
+                    "WHERE pool = ? AND key_id = ? AND holder = ?",
+                    (pool, str(key_id), holder),
+                )
+
+    def take(self, pool: str, key_ids: Sequence[uuid.UUID]) -> list[KeyBlock]:
+        """Return and erase ``key_ids`` in one transaction, reserved or not; all or nothing."""
+        out = []
+        with self._tx(pool) as cur:
+            for key_id in key_ids:
+                kid = str(key_id)
+                self._exec(
+                    cur, f"SELECT {_COLS} FROM qk_keys WHERE pool = ? AND key_id = ?", (pool, kid)
+                )
+                row = cur.fetchone()
+                if row is None:
+                    raise self._missing(cur, pool, kid)
+                out.append(_block(row))
+                self._erase(cur, pool, kid, len(row[1]))
+        return out
+
+    # -- byte ranges of link key ----------------------------------------------------------
+    def take_bytes(
+        self, pool: str, size_bytes: int, now: float | None = None
+    ) -> tuple[list[KeyRange], bytes]:
+        """Take (and erase) the ``size_bytes`` oldest unused bytes of ``pool``.
+
+        Returns the ranges (to name in a Kx message) and the bytes. Blocks under a live
+        reservation are skipped. All or nothing: raises KeyExhausted if the pool is short.
+        """
+        _check_pool(pool)
+        _check_number(size_bytes)
+        ranges: list[KeyRange] = []
+        chunks: list[bytes] = []
+        with self._tx(pool) as cur:
+            sql = f"SELECT {_COLS} FROM qk_keys WHERE pool = ?"
+            params: tuple[Any, ...] = (pool,)
+            if now is not None:
+                sql += " AND (holder IS NULL OR reserved_until <= ?)"
+                params = (pool, now)
+            self._exec(cur, sql + " ORDER BY seq", params)
+            need = size_bytes
+            plan = []
+            for row in cur.fetchall():
+                if need == 0:
+                    break
+                bits, used = bytes(row[1]), int(row[5])
+                n = min(need, len(bits) - used)
+                if n <= 0:
+                    continue
+                plan.append((row[0], bits, used, n))
+                need -= n
+            if need > 0:
+                raise KeyExhausted(
+                    f"pool {pool!r} has {size_bytes - need} byte(s) of key, "
+                    f"the request needs {size_bytes}"
+                )
+            for kid, bits, used, n in plan:
+                ranges.append(KeyRange(uuid.UUID(kid), used, used + n))
+                chunks.append(bits[used : used + n])
+                self._advance(cur, pool, kid, bits, used + n)
+        return ranges, b"".join(chunks)
+
+    def _advance(self, cur: Any, pool: str, kid: str, bits: bytes, new_used: int) -> None:
+        # Erase the used prefix; a fully used block is deleted and tombstoned.
+        if new_used >= len(bits):
+            self._erase(cur, pool, kid, len(bits))
+        else:
+            self._exec(
+                cur,
+                "UPDATE qk_keys SET bits = ?, used = ? WHERE pool = ? AND key_id = ?",
+                (bytes(new_used) + bits[new_used:], new_used, pool, kid),
+            )
+
+    def _ranges(self, cur: Any, pool: str, ranges: Sequence[KeyRange]) -> list[tuple[str, bytes]]:
+        rows = []
+        last: dict[str, int] = {}
+        for rng in ranges:
+            kid = str(rng.key_id)
+            self._exec(
+                cur, "SELECT bits, used FROM qk_keys WHERE pool = ? AND key_id = ?", (pool, kid)
+            )
+            row = cur.fetchone()
+            if row is None:
+                raise self._missing(cur, pool, kid)
+            bits, used = bytes(row[0]), max(int(row[1]), last.get(kid, 0))
+            if rng.start < used:
+                raise KeyAlreadyConsumed(f"bytes {rng.start}..{used} of key {kid} already used")
+            if rng.end > len(bits):
+                raise KeyNotFound(f"key {kid} has only {len(bits)} bytes, range ends at {rng.end}")
+            last[kid] = rng.end
+            rows.append((kid, bits))
+        return rows
+
+    def read_ranges(self, pool: str, ranges: Sequence[KeyRange]) -> bytes:
+        """The bytes of ``ranges`` without consuming them (to verify a MAC first).
+
+        Raises KeyAlreadyConsumed for a range that starts before the block's used mark
+        (a replay), KeyNotFound for an unknown block.
+        """
+        with self._tx() as cur:
+            rows = self._ranges(cur, pool, ranges)
+        return b"".join(bits[r.start : r.end] for (_, bits), r in zip(rows, ranges, strict=True))
+
+    def consume_ranges(self, pool: str, ranges: Sequence[KeyRange]) -> bytes:
+        """Consume ``ranges`` (named by the sender) and return their bytes; all or nothing.
+
+        Bytes a block skips before a range's start are erased too: the sender took them and
+        crashed before its message left, so they are gone at its end already.
+        """
+        with self._tx(pool) as cur:
+            rows = self._ranges(cur, pool, ranges)
+            out = b"".join(bits[r.start : r.end] for (_, bits), r in zip(rows, ranges, strict=True))
+            final: dict[str, tuple[bytes, int]] = {}
+            for (kid, bits), r in zip(rows, ranges, strict=True):
+                final[kid] = (bits, r.end)
+            for kid, (bits, end) in final.items():
+                self._advance(cur, pool, kid, bits, end)
+        return out
+
+    # -- inspection -----------------------------------------------------------------------
+    def is_consumed(self, pool: str, key_id: uuid.UUID) -> bool:
+        """Whether ``key_id`` of ``pool`` was consumed (its tombstone exists)."""
+        with self._tx() as cur:
+            return self._tombstoned(cur, pool, str(key_id))
+
+    def locate(self, key_id: uuid.UUID) -> list[str]:
+        """The pools that hold ``key_id`` now."""
+        with self._tx() as cur:
+            sql = "SELECT pool FROM qk_keys WHERE key_id = ? ORDER BY pool"
+            self._exec(cur, sql, (str(key_id),))
+            return [r[0] for r in cur.fetchall()]
+
+    def pools(self) -> list[str]:
+        """Names of the pools that hold at least one block."""
+        with self._tx() as cur:
+            self._exec(cur, "SELECT DISTINCT pool FROM qk_keys ORDER BY pool")
+            return [r[0] for r in cur.fetchall()]
+
+    def blocks(self, pool: str) -> list[KeyBlock]:
+        """Every block of ``pool`` (unused bytes only), oldest first, reserved or not.
+
+        For audits and tests; it hands nothing out and changes nothing.
+        """
+        with self._tx() as cur:
+            self._exec(cur, f"SELECT {_COLS} FROM qk_keys WHERE pool = ? ORDER BY seq", (pool,))
+            return [_block(r) for r in cur.fetchall()]
+
+    def purge(self, pool: str) -> int:
+        """Erase every block of ``pool`` (e.g. an abandoned staging pool); returns how many."""
+        with self._tx(pool) as cur:
+            self._exec(cur, "SELECT key_id, LENGTH(bits) FROM qk_keys WHERE pool = ?", (pool,))
+            rows = cur.fetchall()
+            for kid, length in rows:
+                self._erase(cur, pool, kid, int(length))
+            return len(rows)
+
+
+class SQLiteKeyStore(_SqlKeyStore):
+    """The embedded default: one SQLite file per node, WAL journal, ``secure_delete`` on.
+
+    ``secure_delete`` makes SQLite overwrite deleted content with zeros; WAL lets readers
+    (audits, the dashboard) run beside the writer. Safe for several threads (one
+    connection behind a lock) and several processes (``BEGIN IMMEDIATE``, busy timeout).
+    ``synchronous=FULL``: a commit survives power loss, so an acknowledged key is on disk.
+    """
+
+    def __init__(self, path: str | Path, *, timeout_s: float = 30.0) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        try:
+            self._conn = sqlite3.connect(
+                str(self.path), timeout=timeout_s, isolation_level=None, check_same_thread=False
+            )
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("PRAGMA secure_delete=ON")
+            self._conn.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
+            for stmt in _SCHEMA:
+                self._conn.execute(
+                    stmt.format(serial="INTEGER PRIMARY KEY AUTOINCREMENT", blob="BLOB")
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open key store {self.path}: {exc}") from exc
+
+    @contextlib.contextmanager
+    def _tx(self, pool: str | None = None) -> Iterator[Any]:
+        with self._lock:
+            cur = self._conn.cursor()
+            try:
+                # IMMEDIATE takes the write lock at once: no two writers interleave.
+                cur.execute("BEGIN IMMEDIATE" if pool is not None else "BEGIN")
+            except sqlite3.Error as exc:
+                raise StoreError(f"key store {self.path}: {exc}") from exc
+            try:
+                yield cur
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    cur.execute("ROLLBACK")
+                raise
+            else:
+                try:
+                    cur.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    with contextlib.suppress(sqlite3.Error):
+                        cur.execute("ROLLBACK")
+                    raise StoreError(f"key store {self.path}: {exc}") from exc
+            finally:
+                cur.close()
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database file and truncate it to zero bytes.
+
+        Until a checkpoint, the write-ahead log still holds page images written before an
+        erasure; call this after consuming keys when the bytes must leave the disk now
+        (SQLite also checkpoints on its own every 1000 pages).
+        """
+        with self._lock:
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                raise StoreError(f"key store {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        """Close the database connection."""
+        with self._lock:
+            self._conn.close()
+
+    def __repr__(self) -> str:
+        return f"SQLiteKeyStore({str(self.path)!r})"
+
+
+def bits_to_bytes(size_bits: int) -> int:
+    """Bytes holding ``size_bits`` bits (``size_bits`` must be a multiple of 8, ETSI 014)."""
+    if size_bits % 8 or size_bits <= 0:
+        raise ParameterError("size", "size shall be a multiple of 8")
+    return size_bits // 8
+
+
