@@ -150,7 +150,9 @@ def one_decoy_rate(
     eta = channel_transmittance(link, d)
     if not optimise:
         if not (mu0 > nu0 > 0.0):
-            raise ParameterError("intensities", f"one-decoy BB84 needs μ > ν > 0, got ({mu0}, {nu0})")
+            raise ParameterError(
+                "intensities", f"one-decoy BB84 needs μ > ν > 0, got ({mu0}, {nu0})"
+            )
         return _one_decoy_grid(link, eta, np.array([[mu0]]), nu0)
     best = np.zeros_like(d)
     for nu in np.geomspace(0.01, 0.5, 24):

@@ -26,7 +26,8 @@ def plob_bound(transmittance: ArrayLike) -> NDArray[np.float64]:
     """
     eta = _transmittance(transmittance)
     with np.errstate(divide="ignore"):
-        return np.asarray(-np.log2(1.0 - eta) + 0.0, dtype=np.float64)
+        # log1p keeps full precision at high loss (η ≪ 1), where the bound is ≈ η/ln 2.
+        return np.asarray(-np.log1p(-eta) / np.log(2.0) + 0.0, dtype=np.float64)
 
 
 def tgw_bound(transmittance: ArrayLike) -> NDArray[np.float64]:
@@ -37,4 +38,4 @@ def tgw_bound(transmittance: ArrayLike) -> NDArray[np.float64]:
     """
     eta = _transmittance(transmittance)
     with np.errstate(divide="ignore"):
-        return np.asarray(np.log2((1.0 + eta) / (1.0 - eta)), dtype=np.float64)
+        return np.asarray((np.log1p(eta) - np.log1p(-eta)) / np.log(2.0), dtype=np.float64)

@@ -13,7 +13,6 @@ from numpy.typing import ArrayLike, NDArray
 from qkdnet.quantum._common import channel_transmittance, distances
 from qkdnet.quantum.link import LinkSpec
 
-
 #: Smallest channel transmittance (100 dB) at which the rate is evaluated.
 MIN_TRANSMITTANCE = 1e-10
 
