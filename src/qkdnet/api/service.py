@@ -18,7 +18,8 @@ from typing import Any, TypeVar
 
 from qkdnet.api.certs import Identity, Role
 from qkdnet.api.tls import peer_identity
-from qkdnet.errors import KeyManagementError, ParameterError, Unauthorized
+from qkdnet.errors import ParameterError, RoutingError, Unauthorized
+from qkdnet.keys import KeyManager, RelayPolicy
 
 __all__ = ["SKIP_SAE_PREFIX", "KmeLimits", "KmeService", "skip_sae_id"]
 
@@ -68,15 +69,17 @@ class KmeService:
 
     ``sae_nodes`` maps every SAE ID of the network to the ID of the node it is attached to.
     ``peer_nodes`` lists the other nodes (for SKIP ``/capabilities``). KeyManager calls run
-    on ``workers`` threads so that a relay waiting on a neighbour never blocks the loop.
+    off the event loop on ``workers`` threads (default one: relays leave a node in the order
+    they took link key, which the key store's per-block high-water mark requires at the
+    next node; see docs/api.md), so a relay waiting on a neighbour never blocks the loop.
     """
 
     node_id: str
-    key_manager: Any
+    key_manager: KeyManager
     sae_nodes: Mapping[str, str]
     peer_nodes: Sequence[str] = ()
     limits: KmeLimits = field(default_factory=KmeLimits)
-    workers: int = 4
+    workers: int = 1
     #: Mandatory extensions understood: name → function(value, policy kwargs) that records it.
     extensions: dict[str, Callable[[Any, dict[str, Any]], None]] = field(default_factory=dict)
 
@@ -138,10 +141,7 @@ class KmeService:
         slave_node = self._node_of(slave, "slave_SAE_ID")
         pair = await self._run(self.key_manager.status, master, slave, slave_node)
         lim = self.limits
-        stored_bits = int(getattr(pair, "stored_key_bits", 0) or 0)
-        count = getattr(pair, "stored_key_count", None)
-        if count is None:
-            count = stored_bits // lim.key_size
+        count = min(int(pair.stored_key_count), lim.max_key_count)
         return {
             "source_KME_ID": self.node_id,
             "target_KME_ID": slave_node,
@@ -187,10 +187,15 @@ class KmeService:
         if slave == master:
             raise ParameterError("slave_SAE_ID", "an SAE cannot share keys with itself")
         policy = _make_policy(options or {})
-        delivered = await self._run(
-            self.key_manager.supply, master, slave, slave_node, number, size,
-            additional_slaves=tuple(extra), policy=policy,
-        )
+        try:
+            delivered = await self._run(
+                self.key_manager.supply, master, slave, slave_node, number, size,
+                additional_slaves=tuple(extra), policy=policy,
+            )
+        except RoutingError as exc:
+            if policy is not None:  # the relay options asked for cannot be met
+                raise ParameterError("extension_mandatory", MSG_EXTENSION_MANDATORY_UNMET) from exc
+            raise
         return [(d.key_id, d.key) for d in delivered]
 
     async def dec_keys(
@@ -242,24 +247,12 @@ def _extension_paths(value: Any, options: dict[str, Any]) -> None:
 def _extension_avoid(value: Any, options: dict[str, Any]) -> None:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ValueError("qkdnet_avoid_nodes must be a list of node IDs")
-    options["avoid"] = tuple(value)
+    options["avoid"] = frozenset(value)
 
 
 def _make_policy(options: Mapping[str, Any]) -> Any:
     """A :class:`qkdnet.keys.RelayPolicy` from extension options (None = the default)."""
     if not options:
         return None
-    from qkdnet import keys
-
-    policy_cls = getattr(keys, "RelayPolicy", None)
-    if policy_cls is None:
-        raise KeyManagementError("relay policies are not available in this build")
-    fields = set(getattr(policy_cls, "__dataclass_fields__", {}) or {})
-    kwargs: dict[str, Any] = {}
-    for name, value in options.items():
-        target = {"paths": "paths", "avoid": "avoid_nodes"}[name]
-        if target not in fields:
-
-            raise ParameterError("extension_mandatory", MSG_EXTENSION_MANDATORY_UNMET)
-        kwargs[target] = value
-    return policy_cls(**kwargs)
+    kwargs = {{"paths": "paths", "avoid": "avoid_nodes"}[name]: v for name, v in options.items()}
+    return RelayPolicy(**kwargs)
