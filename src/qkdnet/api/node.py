@@ -164,6 +164,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: node config {args[0]}: {exc}", file=sys.stderr)
         return 2
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal under the
+    # handlers that were in place before it started: make those no-ops so that run() goes on
+    # to stop the feeders and close the store instead of the process dying there.
+    stopped: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, _frame: stopped.append(signum))
     node.run()
     return 0
 
