@@ -98,6 +98,9 @@ Seconds = Annotated[float, BeforeValidator(_duration), Field(ge=0.0)]
 Identifier = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 
 
+_NO_FORMULA = ("sarg04", "dps", "cow")
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -134,9 +137,16 @@ class LinkSpecModel(_Model):
     b: Identifier
     length_km: float = Field(ge=0.0)
     loss_db_per_km: float = Field(default=0.2, ge=0.0)
-    protocol: Literal["bb84-decoy", "bb84", "sarg04", "dps", "cow", "e91", "bbm92"] = (
-        "bb84-decoy"
-    )
+    #: A protocol of ``qkdnet.quantum.PROTOCOLS`` (its rate is computed), or one the
+    #: quantum layer has no formula for (``sarg04``, ``dps``, ``cow``: give ``key_rate_bps``).
+    protocol: Literal[
+        "bb84-decoy", "bb84-one-decoy", "bb84-no-decoy", "bb84-efficient", "bbm92",
+        "cv-qkd", "twin-field", "sarg04", "dps", "cow",
+    ] = "bb84-decoy"
+    #: Let the quantum layer choose the source's free intensities for the best rate.
+    optimise: bool = False
+    #: Any other LinkSpec field by name (e.g. mean_pair_number for bbm92).
+    physics: dict[str, float] = Field(default_factory=dict)
     #: The QKD system on the link, e.g. "NEC" or "Toshiba" (reports only).
     system: str = ""
     extra_loss_db: float = Field(default=0.0, ge=0.0)
@@ -179,6 +189,7 @@ class LinkSpecModel(_Model):
             basis_probability_z=self.basis_probability_z,
             error_correction_efficiency=self.error_correction_efficiency,
             name=self.id,
+            **self.physics,
         )
 
     @model_validator(mode="after")
@@ -189,6 +200,13 @@ class LinkSpecModel(_Model):
             self.to_link_spec()
         except ParameterError as exc:
             raise ValueError(str(exc)) from exc
+        except TypeError as exc:  # an unknown name in ``physics``
+            raise ValueError(f"physics: {exc}") from exc
+        if self.protocol in _NO_FORMULA and self.key_rate_bps is None:
+            raise ValueError(
+                f"the quantum layer has no rate formula for {self.protocol!r}: give key_rate_bps"
+                " (a measured rate) or model the link with a protocol it has"
+            )
         return self
 
 
@@ -301,6 +319,8 @@ class SimulationSettings(_Model):
 
     #: Simulated time step, seconds.
     time_step_s: Seconds = 1.0
+    #: Key material is accounted in blocks of this many bits (as key stores hold it).
+    block_bits: int = Field(default=256, ge=8, le=1 << 20)
     #: Series are recorded every this many seconds.
     record_every_s: Seconds = 60.0
     #: Key-aware ("widest") routes are recomputed this often, seconds.

@@ -1,10 +1,10 @@
 """Secret key rate and QBER of each scenario link, from the quantum layer.
 
-The quantum layer's ``qkdnet.quantum.secret_key_rate_per_pulse(protocol, link)`` is used
-when it exists. Until it lands, a TEMPORARY stand-in computes the asymptotic decoy-state
-BB84 rate (Lo, Ma, Chen, PRL 94, 230504 (2005), eqs. 1-4, infinite decoys, efficient
-basis choice) for every protocol. Measured rates in the scenario (``key_rate_bps``,
-``qber``) always take precedence.
+The rate is ``qkdnet.quantum.secret_key_rate_per_pulse(protocol, link)`` (bits per pulse,
+asymptotic) times the repetition rate (Hz). The QBER is the signal-state error rate of the
+decoy-state model, E_mu = (e0 Y0 + e_d (1 - exp(-eta mu))) / Q_mu (Lo, Ma, Chen, PRL 94,
+230504 (2005), eq. 3), used for telemetry and alarms. A measured ``key_rate_bps`` or
+``qber`` in the scenario takes precedence.
 """
 
 from __future__ import annotations
@@ -13,62 +13,33 @@ import math
 
 import numpy as np
 
+from qkdnet.quantum import secret_key_rate_per_pulse
 from qkdnet.scenario import LinkSpecModel
 
 
-def _h2(x: float) -> float:
-    if x <= 0.0 or x >= 1.0:
-        return 0.0
-    return -x * math.log2(x) - (1 - x) * math.log2(1 - x)
-
-
-def _temporary_rate_per_pulse_and_qber(link: LinkSpecModel) -> tuple[float, float]:
-    """TEMPORARY: asymptotic decoy BB84 (Lo-Ma-Chen 2005), secret bits per pulse and QBER."""
+def signal_qber(link: LinkSpecModel) -> float:
+    """QBER of the signal pulses, E_mu of Lo-Ma-Chen 2005 (eq. 3), 0..0.5."""
     spec = link.to_link_spec()
     eta = spec.total_transmittance
     mu = spec.intensities[0]
-    p_signal = spec.intensity_probabilities[0]
     y0 = 2.0 * spec.dark_count_probability
-    e0 = 0.5
-    ed = spec.misalignment_error
-    y1 = y0 + eta - y0 * eta
-    e1 = (e0 * y0 + ed * eta) / y1
-    q1 = y1 * mu * math.exp(-mu)
-    q_mu = y0 + 1.0 - math.exp(-eta * mu)
-    e_mu = (e0 * y0 + ed * (1.0 - math.exp(-eta * mu))) / q_mu
-    sift = spec.basis_probability_z**2 + (1 - spec.basis_probability_z) ** 2
-    rate = sift * p_signal * (
-        q1 * (1.0 - _h2(e1)) - q_mu * spec.error_correction_efficiency * _h2(e_mu)
-    )
-    return max(rate, 0.0), e_mu
+    detected = 1.0 - math.exp(-eta * mu)
+    q_mu = y0 + detected - y0 * detected
+    if q_mu <= 0.0:
+        return 0.5
+    return min(0.5, (0.5 * y0 + spec.misalignment_error * detected) / q_mu)
 
 
 def link_rate_and_qber(link: LinkSpecModel) -> tuple[float, float]:
-    """(secret key rate in bits/s, QBER) of a scenario link in normal operation.
-
-    Measured values in the scenario win; otherwise the quantum layer's rate per pulse
-    times the repetition rate (Hz).
-    """
-    rate_per_pulse: float | None = None
-    qber: float | None = None
-    try:  # the quantum layer's function, once H1's code has landed
-        from qkdnet import quantum
-
-        fn = getattr(quantum, "secret_key_rate_per_pulse", None)
-        if fn is not None:
-            rate_per_pulse = float(fn(link.protocol, link.to_link_spec()))
-    except Exception:  # pragma: no cover - fall back to the stand-in on any mismatch
-        rate_per_pulse = None
-    temp_rate, temp_qber = _temporary_rate_per_pulse_and_qber(link)
-    if rate_per_pulse is None:
-        rate_per_pulse = temp_rate
-    qber = temp_qber
-    rate_bps = rate_per_pulse * link.repetition_rate_hz
+    """(secret key rate in bits/s, QBER) of a scenario link in normal operation."""
     if link.key_rate_bps is not None:
-        rate_bps = link.key_rate_bps
-    if link.qber is not None:
-        qber = link.qber
-    return float(rate_bps), float(qber)
+        rate_bps = float(link.key_rate_bps)
+    else:
+        spec = link.to_link_spec()
+        per_pulse = secret_key_rate_per_pulse(link.protocol, spec, optimise=link.optimise)
+        rate_bps = per_pulse * spec.repetition_rate_hz
+    qber = float(link.qber) if link.qber is not None else signal_qber(link)
+    return rate_bps, qber
 
 
 def link_rates(links: tuple[LinkSpecModel, ...]) -> tuple[np.ndarray, np.ndarray]:

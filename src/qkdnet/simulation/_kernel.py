@@ -1,0 +1,126 @@
+"""The per-step inner loop of the vector engine, in Numba.
+
+Between two events (failure, repair, reroute) the routes are fixed, so every time step is
+the same small computation over arrays: links produce key blocks, applications' requests
+of this step are served from the key-management links on their paths, and pools fall.
+Cost per step is O(links + path hops of all applications); nothing here allocates.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def run_steps(
+    step0: int,
+    n_steps: int,
+    steps_per_bucket: int,
+    pool: np.ndarray,  # int64[L] key blocks in each link's pool (changed in place)
+    carry: np.ndarray,  # float64[L] fractional blocks produced, not yet whole
+    capacity: np.ndarray,  # int64[L] pool capacity, blocks
+    produce: np.ndarray,  # float64[L] blocks per step (0 when out of service)
+    usable: np.ndarray,  # bool[L] in service: its pool may be drawn from
+    group_ptr: np.ndarray,  # int64[G+1] CSR: links of each key-management link (node pair)
+    group_links: np.ndarray,  # int64[...]
+    app_ptr: np.ndarray,  # int64[A+1] CSR: groups each application's relay crosses
+    app_groups: np.ndarray,  # int64[...]
+    app_blocks: np.ndarray,  # int64[A] blocks per key per hop
+    app_routable: np.ndarray,  # bool[A] has a path now (or needs none)
+    class_ptr: np.ndarray,  # int64[C+1] CSR over ``class_apps``: priority classes, high first
+    class_apps: np.ndarray,  # int64[A]
+    requests: np.ndarray,  # int64[n_steps, A] keys requested in each step
+    served: np.ndarray,  # int64[B, A] accumulated per bucket (out)
+    no_key: np.ndarray,  # int64[B, A] refused: not enough key (out)
+    no_route: np.ndarray,  # int64[B, A] refused: no allowed path (out)
+    pool_record: np.ndarray,  # int64[B, L] pool at the end of each bucket (out)
+) -> None:
+    n_links = pool.shape[0]
+    n_groups = group_ptr.shape[0] - 1
+    avail = np.zeros(n_groups, dtype=np.int64)
+    demand = np.zeros(n_groups, dtype=np.int64)
+    ratio = np.zeros(n_groups, dtype=np.float64)
+    n_apps = app_blocks.shape[0]
+    give = np.zeros(n_apps, dtype=np.int64)
+    for i in range(n_steps):
+        step = step0 + i
+        bucket = step // steps_per_bucket
+        # 1. Kq-1: each link in service deposits whole blocks of new key.
+        for link in range(n_links):
+            carry[link] += produce[link]
+            whole = np.int64(carry[link])
+            if whole > 0:
+                carry[link] -= whole
+                pool[link] = min(capacity[link], pool[link] + whole)
+        # 2. Key available on each key-management link (parallel QKD links pooled).
+        for g in range(n_groups):
+            total = np.int64(0)
+            for k in range(group_ptr[g], group_ptr[g + 1]):
+                link = group_links[k]
+                if usable[link]:
+                    total += pool[link]
+            avail[g] = total
+        # 3. Serve priority classes in turn; within a class, a proportional share.
+        for c in range(class_ptr.shape[0] - 1):
+            for g in range(n_groups):
+                demand[g] = 0
+            for k in range(class_ptr[c], class_ptr[c + 1]):
+                a = class_apps[k]
+                want = requests[i, a]
+                if want == 0:
+                    continue
+                if not app_routable[a]:
+                    no_route[bucket, a] += want
+                    continue
+                for j in range(app_ptr[a], app_ptr[a + 1]):
+                    demand[app_groups[j]] += want * app_blocks[a]
+            for g in range(n_groups):
+                if demand[g] > avail[g]:
+                    ratio[g] = avail[g] / demand[g]
+                else:
+                    ratio[g] = 1.0
+            for k in range(class_ptr[c], class_ptr[c + 1]):
+                a = class_apps[k]
+                want = requests[i, a]
+                give[a] = 0
+                if want == 0 or not app_routable[a]:
+                    continue
+                scale = 1.0
+                for j in range(app_ptr[a], app_ptr[a + 1]):
+                    scale = min(scale, ratio[app_groups[j]])
+                # Whole keys only: a supply call is all or nothing (KeyExhausted).
+                got = np.int64(np.floor(want * scale + 1e-9))
+                give[a] = got
+                served[bucket, a] += got
+                no_key[bucket, a] += want - got
+                # Hop-by-hop one-time-pad relay: each hop spends the key's length.
+                for j in range(app_ptr[a], app_ptr[a + 1]):
+                    g = app_groups[j]
+                    need = got * app_blocks[a]
+                    avail[g] -= need
+                    # Parallel QKD links: draw in proportion to their pools, so they
+                    # drain evenly; the rounding remainder goes one block at a time.
+                    total = np.int64(0)
+                    for kk in range(group_ptr[g], group_ptr[g + 1]):
+                        link = group_links[kk]
+                        if usable[link]:
+                            total += pool[link]
+                    if total > 0 and need > 0:
+                        left = need
+                        for kk in range(group_ptr[g], group_ptr[g + 1]):
+                            link = group_links[kk]
+                            if usable[link]:
+                                take = (need * pool[link]) // total
+                                pool[link] -= take
+                                left -= take
+                        for kk in range(group_ptr[g], group_ptr[g + 1]):
+                            link = group_links[kk]
+                            if left > 0 and usable[link] and pool[link] > 0:
+                                take = min(left, pool[link])
+                                pool[link] -= take
+                                left -= take
+        # 4. Record the pools at the last step of a bucket.
+        if (step + 1) % steps_per_bucket == 0 or i == n_steps - 1:
+            for link in range(n_links):
+                pool_record[bucket, link] = pool[link]

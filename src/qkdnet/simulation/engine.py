@@ -1,0 +1,417 @@
+"""The simulator: a scenario's network over simulated time.
+
+Design (docs/simulation.md has the long form). The network's control is the real
+:class:`qkdnet.control.Controller`: it holds the topology, decides relay paths under each
+application's policy, reroutes when links or nodes fail or a QBER alarm takes a link out,
+admits tenants' reservations and raises alarms. Time advances in fixed steps
+(``simulation.time_step_s``). Between two events (a failure, a repair, a periodic
+key-aware reroute) the paths are fixed, so the per-step work — links depositing key,
+applications drawing it — is the same small computation over arrays, run in Numba
+(``_kernel.run_steps``): O(links + path hops) per step, independent of Python.
+
+Accounting follows the key managers' rules (``qkdnet.keys``):
+
+- key material is counted in whole **blocks** of ``simulation.block_bits`` bits, as the
+  key stores hold it; a link deposits a block when a block's worth of secret key has been
+  distilled (Kq-1);
+- a request for one key of ``key_size_bits`` is served whole or refused (ETSI GS QKD 014
+  enc_keys: all or nothing, KeyExhausted), never half;
+- a relayed key spends ``ceil(key_size_bits / block_bits)`` blocks on **every hop** of its
+  path (hop-by-hop one-time pad, ITU-T Y.3803), and on every hop of every path when
+  ``paths`` > 1 (node-disjoint paths combined by XOR, X.1714);
+- requests of one time step are batched: when a key-management link holds less than the
+  step's demand, the applications of a priority class crossing it get a proportional share
+  (higher classes first). With one application per link this is exactly what sequential
+  ``KeyManager.supply`` calls do (``engine: keymanager`` in the scenario runs those).
+
+A pool whose link is out of service is frozen, not drawn from, until the link returns.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from qkdnet.constants import SECONDS_PER_HOUR
+from qkdnet.control import Controller, RouteChange, RoutePolicy
+from qkdnet.errors import ParameterError, RoutingError
+from qkdnet.scenario import ApplicationSpec, DemandProfile, Scenario
+from qkdnet.simulation._kernel import run_steps
+from qkdnet.simulation.rates import link_rates
+from qkdnet.simulation.results import Event, SimulationResult
+
+#: Steps per call of the kernel at most (bounds the request array's memory).
+_MAX_STEPS_PER_CALL = 3600
+
+Progress = Callable[[float], None]
+
+
+@dataclass(order=True)
+class _Scheduled:
+    step: int
+    seq: int
+    action: str = field(compare=False)
+    element: str = field(compare=False)
+    value: float = field(compare=False, default=0.0)
+
+
+def demand_rate(profile: DemandProfile, times_s: np.ndarray) -> np.ndarray:
+    """Mean keys per second an application asks for at each time (s since midnight)."""
+    t = np.asarray(times_s, dtype=np.float64)
+    if profile.kind == "constant":
+        return np.full(t.shape, profile.rate_keys_per_s)
+    if profile.kind == "diurnal":
+        hours = (t / SECONDS_PER_HOUR) % 24.0
+        # 1 at the peak hour, 1 - amplitude twelve hours away (a raised cosine).
+        dip = 0.5 * (1.0 - np.cos(2.0 * np.pi * (hours - profile.peak_hour) / 24.0))
+        return profile.rate_keys_per_s * (1.0 - profile.amplitude * dip)
+    starts = np.array([s for s, _ in profile.steps])
+    rates = np.array([r for _, r in profile.steps])
+    order = np.argsort(starts)
+    starts, rates = starts[order], rates[order]
+    idx = np.searchsorted(starts, t, side="right") - 1
+    return np.where(idx >= 0, rates[np.clip(idx, 0, None)], 0.0)
+
+
+def build_controller(scenario: Scenario, rates_bps: np.ndarray, qbers: np.ndarray) -> Controller:
+    """The Controller for a scenario's network, links at the given rates (bits/s)."""
+    sim = scenario.simulation
+    ctl = Controller(qber_threshold=sim.qber_threshold, pool_low_fraction=sim.pool_low_fraction)
+    for node in scenario.nodes:
+        ctl.add_node(node.id, trusted=node.trusted, security_level=node.security_level,
+                     lat=node.lat, lon=node.lon)
+    for link, rate, qber in zip(scenario.links, rates_bps, qbers, strict=True):
+        ctl.add_link(link.id, link.a, link.b, length_km=link.length_km,
+                     key_rate_bps=float(rate), qber=float(qber),
+                     pool_bits=link.initial_pool_bits,
+                     pool_capacity_bits=link.pool_capacity_bits)
+    for tenant in scenario.tenants:
+        ctl.add_tenant(tenant.id, tenant.allowed_nodes)
+    return ctl
+
+
+def app_policy(app: ApplicationSpec) -> RoutePolicy:
+    """The routing policy of an application."""
+    return RoutePolicy(
+        metric=app.routing, paths=app.paths, via_nodes=frozenset(app.via_nodes),
+        avoid_nodes=frozenset(app.avoid_nodes), min_rate_bps=app.min_rate_bps,
+        min_security_level=app.min_security_level,
+    )
+
+
+def schedule_failures(scenario: Scenario, duration_s: float, dt: float,
+                      rng: np.random.Generator) -> list[_Scheduled]:
+    """Failures and repairs as step-indexed events; random ones drawn from MTBF/MTTR
+    (exponential times, so failures form a Poisson process per element)."""
+    events: list[_Scheduled] = []
+    seq = 0
+
+    def add(t: float, action: str, element: str, value: float = 0.0) -> None:
+        nonlocal seq
+        if t < duration_s:
+            events.append(_Scheduled(int(math.ceil(t / dt - 1e-9)), seq, action, element, value))
+            seq += 1
+
+    for failure in scenario.failures:
+        down, up = {
+            "link": ("link_down", "link_up"),
+            "node": ("node_down", "node_up"),
+            "qber": ("qber_high", "qber_clear"),
+        }[failure.kind]
+        if failure.at_s is not None:
+            add(failure.at_s, down, failure.element, failure.qber)
+            if failure.repair_after_s is not None:
+                add(failure.at_s + failure.repair_after_s, up, failure.element)
+            continue
+        assert failure.mtbf_s is not None and failure.mttr_s is not None
+        if failure.element == "*":
+            pool = [n.id for n in scenario.nodes] if failure.kind == "node" else [
+                ln.id for ln in scenario.links]
+        else:
+            pool = [failure.element]
+        for element in pool:
+            t = 0.0
+            while True:
+                t += float(rng.exponential(failure.mtbf_s))
+                if t >= duration_s:
+                    break
+                add(t, down, element, failure.qber)
+                t += float(rng.exponential(failure.mttr_s)) if failure.mttr_s > 0 else 0.0
+                add(t, up, element)
+    return events
+
+
+class _Network:
+    """Arrays the kernel works on, rebuilt from the controller's routes when they change."""
+
+    def __init__(self, scenario: Scenario, ctl: Controller) -> None:
+        self.link_index = {ln.id: i for i, ln in enumerate(scenario.links)}
+        pairs: dict[frozenset[str], list[int]] = {}
+        for i, ln in enumerate(scenario.links):
+            pairs.setdefault(frozenset((ln.a, ln.b)), []).append(i)
+        self.group_index = {pair: g for g, pair in enumerate(pairs)}
+        self.group_ptr = np.zeros(len(pairs) + 1, dtype=np.int64)
+        self.group_ptr[1:] = np.cumsum([len(v) for v in pairs.values()])
+        self.group_links = np.array([i for v in pairs.values() for i in v], dtype=np.int64)
+
+    def incidence(self, routes: list[list[list[str]]]) -> tuple[np.ndarray, np.ndarray]:
+        ptr = np.zeros(len(routes) + 1, dtype=np.int64)
+        groups: list[int] = []
+        for a, paths in enumerate(routes):
+            for path in paths:
+                groups.extend(self.group_index[frozenset(p)] for p in zip(path, path[1:],
+                                                                         strict=False))
+            ptr[a + 1] = len(groups)
+        return ptr, np.array(groups, dtype=np.int64)
+
+
+def simulate(
+    scenario: Scenario,
+    *,
+    duration_s: float | None = None,
+    rng: np.random.Generator | None = None,
+    progress: Progress | None = None,
+) -> SimulationResult:
+    """Run a scenario for ``duration_s`` seconds of network time (default: the scenario's).
+
+    ``rng`` defaults to ``np.random.default_rng(scenario.seed)``; demand and random
+    failures draw from streams spawned from it. ``progress(t_s)`` is called as simulated
+    time advances. Returns a :class:`SimulationResult` with every series and event.
+    """
+    if scenario.simulation.engine == "keymanager":
+        from qkdnet.simulation.km_engine import simulate_with_key_managers
+
+        return simulate_with_key_managers(scenario, duration_s=duration_s, rng=rng,
+                                          progress=progress)
+    wall0 = time.perf_counter()
+    sim = scenario.simulation
+    duration = float(scenario.duration_s if duration_s is None else duration_s)
+    if not duration > 0:
+        raise ParameterError("duration", f"must be > 0 s, got {duration}")
+    dt = float(sim.time_step_s)
+    if not dt > 0:
+        raise ParameterError("simulation.time_step_s", f"must be > 0 s, got {dt}")
+    n_steps = int(math.ceil(duration / dt - 1e-9))
+    steps_per_bucket = max(1, int(round(sim.record_every_s / dt)))
+    n_buckets = int(math.ceil(n_steps / steps_per_bucket))
+    rng = rng if rng is not None else np.random.default_rng(scenario.seed)
+    demand_rng, failure_rng = rng.spawn(2)
+
+    rates_bps, qbers = link_rates(scenario.links)
+    ctl = build_controller(scenario, rates_bps, qbers)
+    net = _Network(scenario, ctl)
+    n_links, n_apps = len(scenario.links), len(scenario.applications)
+    block_bits = sim.block_bits
+    events: list[Event] = []
+
+    # Reservations first: admission control at t = 0.
+    for tenant in scenario.tenants:
+        for res in tenant.reservations:
+            try:
+                r = ctl.reserve(tenant.id, res.a, res.b, res.rate_bps)
+                events.append(Event(0.0, "reservation", f"{tenant.id}:{res.a}-{res.b}",
+                                    f"admitted {res.rate_bps:.0f} b/s via {'-'.join(r.path)}"))
+            except RoutingError as exc:
+                events.append(Event(0.0, "reservation_refused",
+                                    f"{tenant.id}:{res.a}-{res.b}", str(exc)))
+
+    # Routes: one per application, kept and rerouted by the controller.
+    app_nodes = []
+    for app in scenario.applications:
+        src, dst = scenario.sae(app.master).node, scenario.sae(app.slave).node
+        app_nodes.append((src, dst))
+        if src != dst:
+            ctl.open_route(app.id, src, dst, app_policy(app), tenant=app.tenant)
+    app_blocks = np.array([-(-a.key_size_bits // block_bits) for a in scenario.applications],
+                          dtype=np.int64)
+    prios = sorted({a.priority for a in scenario.applications}, reverse=True)
+    class_apps = np.array([i for p in prios for i, a in enumerate(scenario.applications)
+                           if a.priority == p], dtype=np.int64)
+    class_ptr = np.zeros(len(prios) + 1, dtype=np.int64)
+    class_ptr[1:] = np.cumsum([sum(a.priority == p for a in scenario.applications)
+                               for p in prios])
+
+    # State arrays.
+    capacity = np.array([int(ln.pool_capacity_bits // block_bits) for ln in scenario.links],
+                        dtype=np.int64)
+    pool = np.minimum(capacity, np.array(
+        [int(ln.initial_pool_bits // block_bits) for ln in scenario.links], dtype=np.int64))
+    carry = np.zeros(n_links, dtype=np.float64)
+    blocks_per_step = rates_bps * dt / block_bits
+    served = np.zeros((n_buckets, n_apps), dtype=np.int64)
+    no_key = np.zeros((n_buckets, n_apps), dtype=np.int64)
+    no_route = np.zeros((n_buckets, n_apps), dtype=np.int64)
+    requested = np.zeros((n_buckets, n_apps), dtype=np.int64)
+    pool_record = np.zeros((n_buckets, n_links), dtype=np.int64)
+    in_service_record = np.ones((n_buckets, n_links), dtype=bool)
+
+    # Events: failures, repairs, periodic key-aware rerouting and telemetry.
+    queue = schedule_failures(scenario, duration, dt, failure_rng)
+    tick_steps = max(1, int(round(sim.reroute_every_s / dt)))
+    seq = len(queue)
+    for step in range(tick_steps, n_steps, tick_steps):
+        queue.append(_Scheduled(step, seq, "telemetry", ""))
+        seq += 1
+    heapq.heapify(queue)
+    has_widest = any(a.routing == "widest" for a in scenario.applications)
+    tenant_apps = [(i, a) for i, a in enumerate(scenario.applications) if a.tenant]
+    last_tenant_served = np.zeros(n_apps, dtype=np.int64)
+    paths_log: dict[str, list[tuple[float, list[list[str]]]]] = {
+        a.id: [] for a in scenario.applications}
+
+    def current_routes() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        routes: list[list[list[str]]] = []
+        routable = np.ones(n_apps, dtype=bool)
+        for i, app in enumerate(scenario.applications):
+            src, dst = app_nodes[i]
+            if src == dst:
+                routes.append([])
+                continue
+            route = ctl.routes[app.id]
+            routes.append(route.paths)
+            routable[i] = bool(route.paths)
+        ptr, groups = net.incidence(routes)
+        return ptr, groups, routable
+
+    def log_paths(t: float) -> None:
+        for app in scenario.applications:
+            route = ctl.routes.get(app.id)
+            paths = [list(p) for p in route.paths] if route is not None else []
+            log = paths_log[app.id]
+            if not log or log[-1][1] != paths:
+                log.append((t, paths))
+
+    def usable_and_produce() -> tuple[np.ndarray, np.ndarray]:
+        usable = np.array([ctl.links[ln.id].in_service and ctl.nodes[ln.a].up
+                           and ctl.nodes[ln.b].up for ln in scenario.links], dtype=bool)
+        return usable, np.where(usable, blocks_per_step, 0.0)
+
+    def note_changes(changes: list[RouteChange]) -> None:
+        for ch in changes:
+            old = " | ".join("-".join(p) for p in ch.old_paths) or "none"
+            new = " | ".join("-".join(p) for p in ch.new_paths) or "none"
+            events.append(Event(ch.time_s, "reroute", ch.route_id,
+                                f"{old} -> {new} ({ch.reason})"))
+
+    app_ptr, app_groups, routable = current_routes()
+    usable, produce = usable_and_produce()
+    log_paths(0.0)
+    n_alarms_seen = 0
+    det_cum = np.zeros(n_apps, dtype=np.float64)
+    det_count = np.zeros(n_apps, dtype=np.int64)
+    step = 0
+    while step < n_steps:
+        # Apply every event due now.
+        changed = False
+        while queue and queue[0].step <= step:
+            ev = heapq.heappop(queue)
+            t = ev.step * dt
+            changes: list[RouteChange] = []
+            if ev.action == "link_down":
+                changes = ctl.set_link_up(ev.element, False, t)
+                events.append(Event(t, "failure", ev.element, "link down (fibre cut)"))
+            elif ev.action == "link_up":
+                changes = ctl.set_link_up(ev.element, True, t)
+                events.append(Event(t, "repair", ev.element, "link repaired"))
+            elif ev.action == "node_down":
+                changes = ctl.set_node_up(ev.element, False, t)
+                events.append(Event(t, "failure", ev.element, "node down"))
+            elif ev.action == "node_up":
+                changes = ctl.set_node_up(ev.element, True, t)
+                events.append(Event(t, "repair", ev.element, "node repaired"))
+            elif ev.action == "qber_high":
+                changes = ctl.report_qber(ev.element, ev.value, t)
+                events.append(Event(t, "qber", ev.element, f"QBER rises to {ev.value:.3f}"))
+            elif ev.action == "qber_clear":
+                changes = ctl.report_qber(ev.element, float(qbers[net.link_index[ev.element]]), t)
+                events.append(Event(t, "repair", ev.element, "QBER back to normal"))
+            elif ev.action == "telemetry":
+                ctl.set_pool_levels(pool * float(block_bits), t)
+                if has_widest:
+                    changes = ctl.reoptimise(t, "widest")
+                bucket_now = min(step // steps_per_bucket, n_buckets - 1)
+                for i, app in tenant_apps:
+                    total = int(served[: bucket_now + 1, i].sum())
+                    got = (total - last_tenant_served[i]) * app.key_size_bits / sim.reroute_every_s
+                    last_tenant_served[i] = total
+                    src, dst = app_nodes[i]
+                    assert app.tenant is not None
+                    ctl.report_delivery(app.tenant, src, dst, got, t)
+            note_changes(changes)
+            changed = True
+        if changed:
+            app_ptr, app_groups, routable = current_routes()
+            usable, produce = usable_and_produce()
+            log_paths(step * dt)
+            for alarm in ctl.alarms[n_alarms_seen:]:
+                kind = "alarm" if alarm.active else "alarm_cleared"
+                events.append(Event(alarm.time_s, kind, alarm.element,
+                                    f"{alarm.kind.value}: {alarm.message}"))
+            n_alarms_seen = len(ctl.alarms)
+        next_step = min(queue[0].step if queue else n_steps, n_steps)
+        next_step = min(next_step, step + _MAX_STEPS_PER_CALL)
+        n = next_step - step
+        if n <= 0:
+            continue
+        times = (step + np.arange(n)) * dt
+        requests = np.empty((n, n_apps), dtype=np.int64)
+        for i, app in enumerate(scenario.applications):
+            mean = demand_rate(app.demand, times) * dt
+            if app.demand.poisson:
+                requests[:, i] = demand_rng.poisson(mean)
+            else:  # deterministic: a whole key each time the cumulative mean crosses one
+                cum = det_cum[i] + np.cumsum(mean)
+                counts = np.floor(cum + 1e-9).astype(np.int64)
+                requests[:, i] = np.diff(np.concatenate(([det_count[i]], counts)))
+                det_cum[i], det_count[i] = cum[-1], counts[-1]
+        bucket_of = (step + np.arange(n)) // steps_per_bucket
+        np.add.at(requested, (bucket_of[:, None], np.arange(n_apps)[None, :]), requests)
+        run_steps(step, n, steps_per_bucket, pool, carry, capacity, produce, usable,
+                  net.group_ptr, net.group_links, app_ptr, app_groups, app_blocks, routable,
+                  class_ptr, class_apps, requests, served, no_key, no_route, pool_record)
+        in_service_record[bucket_of[0]: bucket_of[-1] + 1] = usable
+        step = next_step
+        if progress is not None:
+            progress(step * dt)
+
+    times_s = np.minimum((np.arange(n_buckets) + 1) * steps_per_bucket, n_steps) * dt
+    return SimulationResult(
+        scenario=scenario,
+        duration_s=n_steps * dt,
+        times_s=times_s,
+        link_ids=[ln.id for ln in scenario.links],
+        link_rate_bps=rates_bps,
+        link_qber=qbers,
+        pool_bits=pool_record * float(block_bits),
+        link_in_service=in_service_record,
+        app_ids=[a.id for a in scenario.applications],
+        requested=requested,
+        served=served,
+        refused_no_key=no_key,
+        refused_no_route=no_route,
+        events=sorted(events, key=lambda e: e.time_s),
+        paths=paths_log,
+        alarms=list(ctl.alarms),
+        wall_s=time.perf_counter() - wall0,
+    )
+
+
+def summary(result: SimulationResult) -> dict[str, Any]:
+    """Totals per application (keys requested, served, refused) and counts of events."""
+    out: dict[str, Any] = {"applications": {}, "reroutes": 0, "failures": 0}
+    for i, app_id in enumerate(result.app_ids):
+        out["applications"][app_id] = {
+            "requested": int(result.requested[:, i].sum()),
+            "served": int(result.served[:, i].sum()),
+            "refused_no_key": int(result.refused_no_key[:, i].sum()),
+            "refused_no_route": int(result.refused_no_route[:, i].sum()),
+        }
+    out["reroutes"] = sum(e.kind == "reroute" for e in result.events)
+    out["failures"] = sum(e.kind == "failure" for e in result.events)
+    return out

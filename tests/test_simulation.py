@@ -1,0 +1,133 @@
+"""The simulator: key accounting against closed forms, reroutes, failures, the report."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qkdnet.scenario import load_scenario, scenario_from_dict
+from qkdnet.simulation import demand_rate, simulate, write_report
+from qkdnet.simulation.engine import schedule_failures
+
+SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+
+
+def chain(rate_bps: float, demand: float, *, hours: float = 1.0, paths: int = 1,
+          extra: dict | None = None) -> dict:
+    """A - B - C (and A - D - C when paths > 1), one application A -> C, deterministic."""
+    nodes = [{"id": n} for n in "ABCD"]
+    links = [
+        {"id": "AB", "a": "A", "b": "B", "length_km": 10, "key_rate_bps": rate_bps},
+        {"id": "BC", "a": "B", "b": "C", "length_km": 10, "key_rate_bps": rate_bps},
+        {"id": "AD", "a": "A", "b": "D", "length_km": 30, "key_rate_bps": rate_bps},
+        {"id": "DC", "a": "D", "b": "C", "length_km": 30, "key_rate_bps": rate_bps},
+    ]
+    data = {
+        "name": "chain", "duration_s": hours * 3600, "nodes": nodes, "links": links,
+        "saes": [{"id": "sa", "node": "A"}, {"id": "sc", "node": "C"}],
+        "applications": [{
+            "id": "app", "master": "sa", "slave": "sc", "key_size_bits": 256, "paths": paths,
+            "demand": {"kind": "constant", "rate_keys_per_s": demand, "poisson": False},
+        }],
+    }
+    data.update(extra or {})
+    return data
+
+
+def test_supply_exceeds_demand_closed_form() -> None:
+    # 1024 b/s = 4 blocks/s; 2 keys/s of 256 bits: all served; each hop's pool grows 2 blocks/s.
+    result = simulate(scenario_from_dict(chain(1024.0, 2.0)))
+    totals = result.totals()["app"]
+    assert totals == {"requested": 7200, "served": 7200, "refused_no_key": 0,
+                      "refused_no_route": 0}
+    pools = dict(zip(result.link_ids, result.pool_bits[-1], strict=True))
+    assert pools["AB"] == pools["BC"] == (4 - 2) * 3600 * 256
+    assert pools["AD"] == pools["DC"] == 4 * 3600 * 256  # not on the path
+
+
+def test_demand_exceeds_supply_serves_what_is_produced() -> None:
+    # 512 b/s = 2 blocks/s per hop; 5 keys/s asked: exactly 2 keys/s served, 3 refused.
+    result = simulate(scenario_from_dict(chain(512.0, 5.0)))
+    totals = result.totals()["app"]
+    assert totals["served"] == 2 * 3600
+    assert totals["refused_no_key"] == 3 * 3600
+    assert result.pool_bits[-1][0] == 0
+
+
+def test_two_disjoint_paths_spend_key_on_both() -> None:
+    result = simulate(scenario_from_dict(chain(1024.0, 1.0, paths=2)))
+    assert result.totals()["app"]["served"] == 3600
+    pools = dict(zip(result.link_ids, result.pool_bits[-1], strict=True))
+    assert all(pools[k] == (4 - 1) * 3600 * 256 for k in ("AB", "BC", "AD", "DC"))
+    assert result.paths["app"][0][1] == [["A", "B", "C"], ["A", "D", "C"]]
+
+
+def test_link_failure_reroutes_and_node_failure_refuses_with_no_path() -> None:
+    failures = {"failures": [
+        {"element": "BC", "kind": "link", "at_s": 600, "repair_after_s": 600},
+        {"element": "A", "kind": "node", "at_s": 2400, "repair_after_s": 300},
+    ]}
+    result = simulate(scenario_from_dict(chain(1024.0, 2.0, extra=failures)))
+    reroutes = result.reroutes()
+    assert [e.time_s for e in reroutes] == [600.0, 1200.0, 2400.0, 2700.0]
+    assert "A-B-C -> A-D-C" in reroutes[0].message
+    assert "node A is down" in reroutes[2].message
+    totals = result.totals()["app"]
+    # 300 s without any path at 2 keys/s; nothing else refused.
+    assert totals["refused_no_route"] == 600 and totals["refused_no_key"] == 0
+    assert result.paths["app"][1] == (600.0, [["A", "D", "C"]])
+
+
+def test_random_failures_match_mtbf_mttr() -> None:
+    # Fraction of time down of an alternating renewal process: MTTR / (MTBF + MTTR).
+    s = scenario_from_dict(chain(1024.0, 1.0, extra={"failures": [
+        {"element": "*", "kind": "link", "mtbf_s": 3600, "mttr_s": 1200}]}))
+    rng = np.random.default_rng(5)
+    horizon = 1000 * 3600.0
+    events = schedule_failures(s, horizon, 1.0, rng)
+    down = 0.0
+    for link in ("AB", "BC", "AD", "DC"):
+        times = sorted((e.step, e.action) for e in events if e.element == link)
+        start = None
+        for step, action in times:
+            if action == "link_down":
+                start = step
+            elif start is not None:
+                down += step - start
+                start = None
+        if start is not None:
+            down += horizon - start
+    fraction = down / (4 * horizon)
+    # ~4000 cycles: the standard error of the fraction is about 0.005.
+    assert fraction == pytest.approx(1200 / 4800, abs=0.02)
+
+
+def test_diurnal_demand_peaks_at_peak_hour() -> None:
+    from qkdnet.scenario import DemandProfile
+
+    p = DemandProfile(kind="diurnal", rate_keys_per_s=10, amplitude=0.5, peak_hour=14)
+    r = demand_rate(p, np.array([14 * 3600.0, 2 * 3600.0]))
+    assert r == pytest.approx([10.0, 5.0])
+
+
+def test_tokyo_demo_shows_reroutes_and_writes_report(tmp_path: Path) -> None:
+    scenario = load_scenario(SCENARIOS / "tokyo-qkd-network.yaml")
+    result = simulate(scenario, duration_s=12 * 3600)
+    bank = [e for e in result.reroutes() if e.element == "bank-link"]
+    assert bank and "Otemachi-Hongo -> Otemachi-Hakusan-Hongo" in bank[0].message
+    assert bank[0].time_s == 6 * 3600
+    assert result.totals()["bank-link"]["refused_no_route"] == 0
+    report = write_report(result, tmp_path)
+    text = report.read_text(encoding="utf-8")
+    assert len(re.findall(r'src="data:image/png;base64,', text)) == 4
+    assert "http://" not in text and "https://" not in text  # self-contained
+    assert "Otemachi-Hakusan-Hongo" in text
+    series = json.loads((tmp_path / "series.json").read_text())
+    served = sum(series["applications"]["bank-link"]["served"])
+    assert served == result.totals()["bank-link"]["served"]
+    for name in ("pools.csv", "applications.csv", "events.csv", "paths.csv"):
+        assert (tmp_path / name).stat().st_size > 0
