@@ -19,6 +19,7 @@ published OpenAPI document says 400, not 422.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -118,9 +119,21 @@ def create_app(service: KmeService, extra_routers: tuple[Any, ...] = ()) -> Fast
 
     @app.exception_handler(StarletteHTTPException)
     async def _on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(
-            {"message": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
-        )
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette lists only the first matching route's methods; RFC 9110 §15.5.6
+            # wants every method the resource supports (enc_keys/dec_keys: GET and POST).
+            allowed = {
+                method.upper()
+                for pattern, methods in _path_methods(app)
+                if pattern.fullmatch(request.url.path)
+                for method in methods
+            }
+            if allowed:
+                headers = {k: v for k, v in headers.items() if k.lower() != "allow"}
+                headers["Allow"] = ", ".join(sorted(allowed))
+        return JSONResponse({"message": str(exc.detail)}, status_code=exc.status_code,
+                            headers=headers)
 
     @app.exception_handler(Exception)
     async def _on_other(request: Request, exc: Exception) -> JSONResponse:
@@ -128,6 +141,20 @@ def create_app(service: KmeService, extra_routers: tuple[Any, ...] = ()) -> Fast
 
     app.openapi = _openapi_without_422(app)  # type: ignore[method-assign]
     return app
+
+
+def _path_methods(app: FastAPI) -> list[tuple[re.Pattern[str], list[str]]]:
+    """(path regex, methods) for every path of the published document (cached on the app)."""
+    cached: list[tuple[re.Pattern[str], list[str]]] | None = getattr(
+        app.state, "path_methods", None
+    )
+    if cached is None:
+        cached = [
+            (re.compile(re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(path))), list(item))
+            for path, item in app.openapi()["paths"].items()
+        ]
+        app.state.path_methods = cached
+    return cached
 
 
 def _openapi_without_422(app: FastAPI) -> Callable[[], dict[str, Any]]:
