@@ -1,0 +1,373 @@
+"""The streaming post-processing pipeline: detection records in, identical secret keys out.
+
+One block at a time, with memory bounded by one block:
+
+    sift → estimate (Lim et al. 2014 decoy bounds, QBER) → reconcile (Cascade | LDPC)
+    → verify (2-universal hash) → amplify (Toeplitz; length from the finite-key formula with
+    the *actual* leakage) → compare (Alice's and Bob's keys must be identical)
+
+Every public message (sifting announcements, the reconciliation transcript, the
+verification tag, the privacy-amplification seed) goes over an authenticated channel
+(Wegman–Carter). The pre-shared key that authentication consumes is repaid from the next
+block's output, and the net key reported is after that subtraction (REFERENCES.md,
+"Post-processing"). A block that aborts (QBER too high, no positive key length, failed
+verification, failed authentication) emits no key.
+
+Safe layer over the hazmat stage modules. Pure computation: time is measured only through
+an injected ``clock`` (``None``: no timings).
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import numpy as np
+
+from qkdnet.errors import (
+    AuthenticationError,
+    KeyExhausted,
+    ParameterError,
+    ProtocolAbort,
+    VerificationFailed,
+)
+from qkdnet.postprocessing.amplification import privacy_amplification, toeplitz_hash
+from qkdnet.postprocessing.authentication import (
+    AuthenticatedChannel,
+    Frame,
+    PreSharedKeyPool,
+    Role,
+)
+from qkdnet.postprocessing.estimation import Estimate, estimate_parameters, secret_key_length
+from qkdnet.postprocessing.reconciliation import ReconciliationResult, efficiency
+from qkdnet.postprocessing.sifting import sift
+from qkdnet.postprocessing.verification import verify_keys
+from qkdnet.quantum.records import DetectionRecords
+
+__all__ = ["BlockResult", "Pipeline", "PipelineConfig", "PipelineSummary"]
+
+STAGES: tuple[str, ...] = ("sift", "estimate", "reconcile", "verify", "amplify", "authenticate")
+
+Tamper = Callable[[Frame], Frame]
+
+
+def flip_first_bit(frame: Frame) -> Frame:
+    """A man in the middle that flips the first payload bit of every frame it sees."""
+    payload = bytes(frame.payload)
+    payload = bytes([payload[0] ^ 128]) + payload[1:] if payload else b"\x00"
+    return Frame(sender=frame.sender, sequence=frame.sequence, payload=payload, tag=frame.tag)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Settings of the pipeline (security parameters are probabilities, lengths bits)."""
+
+    reconciliation: Literal["cascade", "ldpc"] = "cascade"
+    cascade_variant: Literal["original", "optimised"] = "optimised"
+    epsilon_sec: float = 1e-10
+    epsilon_cor: float = 1e-15
+    #: Abort when the test-basis QBER exceeds this fraction.
+    qber_threshold: float = 0.11
+    verification_tag_bits: int = 64
+    #: Pre-shared key Alice and Bob start with for Wegman–Carter authentication, bits.
+    preshared_key_bits: int = 1 << 16
+
+    def __post_init__(self) -> None:
+        if self.reconciliation not in ("cascade", "ldpc"):
+            raise ParameterError(
+                "reconciliation", f"must be 'cascade' or 'ldpc', got {self.reconciliation!r}"
+            )
+        if self.cascade_variant not in ("original", "optimised"):
+            raise ParameterError(
+                "cascade_variant",
+                f"must be 'original' or 'optimised', got {self.cascade_variant!r}",
+            )
+        if self.preshared_key_bits <= 0:
+            raise ParameterError("preshared_key_bits", "must be > 0")
+        if self.verification_tag_bits <= 0:
+            raise ParameterError("verification_tag_bits", "must be > 0")
+
+
+@dataclass(frozen=True, eq=False)
+class BlockResult:
+    """What one block produced. Bits are counts of bits; seconds per stage when timed.
+
+    ``alice_key``/``bob_key`` are the final keys (uint8 0/1), identical, or None when the
+    block aborted. ``secret_bits`` is the privacy-amplification output length ℓ;
+    ``net_secret_bits`` what is left after repaying authentication key.
+    """
+
+    index: int
+    pulses: int
+    detections: int
+    sifted_bits: int
+    qber: float | None = None
+    qber_interval: tuple[float, float] | None = None
+    qber_actual: float | None = None
+    estimate: Estimate | None = None
+    reconciliation_leaked_bits: int = 0
+    verification_leaked_bits: int = 0
+    efficiency: float | None = None
+    reconciliation_messages: int = 0
+    secret_bits: int = 0
+    auth_consumed_bits: int = 0
+    auth_repaid_bits: int = 0
+    net_secret_bits: int = 0
+    keys_match: bool = False
+    aborted: bool = False
+    abort_reason: str = ""
+    alice_key: np.ndarray | None = None
+    bob_key: np.ndarray | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def leaked_bits(self) -> int:
+        """Every bit disclosed about the sifted key: reconciliation plus verification."""
+        return self.reconciliation_leaked_bits + self.verification_leaked_bits
+
+
+@dataclass
+class PipelineSummary:
+    """Totals over the blocks processed so far."""
+
+    blocks: int = 0
+    aborted_blocks: int = 0
+    pulses: int = 0
+    detections: int = 0
+    sifted_bits: int = 0
+    leaked_bits: int = 0
+    secret_bits: int = 0
+    auth_consumed_bits: int = 0
+    net_secret_bits: int = 0
+    seconds: dict[str, float] = field(default_factory=lambda: {s: 0.0 for s in STAGES})
+
+    @property
+    def auth_debt_bits(self) -> int:
+        """Authentication key consumed and not yet repaid from a block's output."""
+        return self.auth_consumed_bits - (self.secret_bits - self.net_secret_bits)
+
+
+def _pack(bits: np.ndarray) -> bytes:
+    return bytes(np.packbits(bits).tobytes())
+
+
+class Pipeline:
+    """Streaming post-processing of blocks of :class:`DetectionRecords`.
+
+    ``rng`` drives every random choice (Cascade shuffles, hash seeds, Toeplitz seeds).
+    ``clock`` (e.g. ``time.perf_counter``) times the stages; ``tamper`` (a man-in-the-middle
+    on the classical channel) receives every frame and returns the frame delivered.
+    """
+
+    def __init__(
+        self,
+        config: PipelineConfig | None = None,
+        *,
+        rng: np.random.Generator,
+        clock: Callable[[], float] | None = None,
+        tamper: Tamper | None = None,
+        auth_rng: np.random.Generator | None = None,
+        preshared_key: np.ndarray | None = None,
+    ) -> None:
+        self.config = config or PipelineConfig()
+        self.rng = rng
+        self._clock = clock
+        self.summary = PipelineSummary()
+        if preshared_key is None:
+            # A simulation draws the pre-shared key; a real deployment passes its own.
+            key_rng = auth_rng if auth_rng is not None else rng
+            preshared_key = key_rng.integers(
+                0, 2, size=self.config.preshared_key_bits, dtype=np.uint8
+            )
+        self._channel = AuthenticatedChannel(
+            PreSharedKeyPool(preshared_key), PreSharedKeyPool(preshared_key), tamper=tamper
+        )
+        self._index = 0
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _now(self) -> float:
+        return self._clock() if self._clock is not None else 0.0
+
+    def _consumed(self) -> int:
+        return int(self._channel.key_consumed_bits)
+
+    @property
+    def channel(self) -> AuthenticatedChannel:
+        """The authenticated classical channel (its counters: messages, bits, key used)."""
+        return self._channel
+
+    def _send(self, sender: str, message: bytes, seconds: dict[str, float]) -> bytes:
+        """Send one public message through the authenticated channel; return what arrived."""
+        t = self._now()
+        role = Role.ALICE if sender == "alice" else Role.BOB
+        try:
+            frame = self._channel.send(role, message)
+            received = self._channel.receive(frame)
+        finally:
+            seconds["authenticate"] = seconds.get("authenticate", 0.0) + self._now() - t
+        if not hmac.compare_digest(received, message):  # pragma: no cover - channel's job
+            raise AuthenticationError()
+        return received
+
+    def _reconcile(self, alice: np.ndarray, bob: np.ndarray, qber: float) -> ReconciliationResult:
+        q = min(max(qber, 1e-4), 0.45)
+        if self.config.reconciliation == "ldpc":
+            from qkdnet.postprocessing.ldpc import reconcile_ldpc
+
+            return reconcile_ldpc(alice, bob, q, self.rng)
+        from qkdnet.postprocessing.cascade import reconcile_cascade
+
+        return reconcile_cascade(alice, bob, q, self.rng, variant=self.config.cascade_variant)
+
+    # -- one block -------------------------------------------------------------------------
+
+    def process(self, records: DetectionRecords) -> BlockResult:
+        """Run one block through every stage; an aborted block returns ``aborted=True``."""
+        cfg = self.config
+        seconds: dict[str, float] = {s: 0.0 for s in STAGES}
+        consumed_before = self._consumed()
+        info: dict[str, Any] = {
+            "index": self._index,
+            "pulses": records.total_pulses,
+            "detections": records.detections,
+            "sifted_bits": 0,
+        }
+        self._index += 1
+        try:
+            t = self._now()
+            block = sift(records)
+            seconds["sift"] = self._now() - t
+            info["sifted_bits"] = block.sifted_bits
+            for sender, message in block.messages:
+                self._send(sender, message, seconds)
+
+            t = self._now()
+            est = estimate_parameters(
+                block,
+                epsilon_sec=cfg.epsilon_sec,
+                epsilon_cor=cfg.epsilon_cor,
+                qber_threshold=cfg.qber_threshold,
+            )
+            seconds["estimate"] = self._now() - t
+            info.update(
+                estimate=est, qber=est.qber, qber_interval=(est.qber_lower, est.qber_upper)
+            )
+
+            t = self._now()
+            try:
+                rec = self._reconcile(block.alice_key, block.bob_key, est.qber)
+            except ProtocolAbort as exc:
+                info["reconciliation_leaked_bits"] = int(getattr(exc, "leaked_bits", 0))
+                raise
+            seconds["reconcile"] = self._now() - t
+            # The whole transcript is authenticated as one message before any key is derived
+            # from it (delayed authentication): one tag instead of one per Cascade round,
+            # which would cost more pre-shared key than the block yields.
+            self._send("alice", rec.transcript, seconds)
+            n = block.sifted_bits
+            corrected = rec.corrected_bits
+            # Bob knows how many bits reconciliation flipped: that is the actual QBER.
+            flipped = int(np.count_nonzero(corrected != block.bob_key))
+            qber_actual = flipped / n if n else 0.0
+            info.update(
+                reconciliation_leaked_bits=rec.leaked_bits,
+                reconciliation_messages=rec.messages,
+                qber_actual=qber_actual,
+                efficiency=efficiency(rec.leaked_bits, n, qber_actual),
+            )
+
+            t = self._now()
+            ver = verify_keys(block.alice_key, corrected, self.rng, cfg.verification_tag_bits)
+            seconds["verify"] = self._now() - t
+            info["verification_leaked_bits"] = int(ver.leaked_bits)
+            # Alice sends her hash keys and tag; Bob's check happened in verify_keys.
+            self._send("alice", np.asarray(ver.seed, dtype="<u8").tobytes() + ver.tag, seconds)
+
+            t = self._now()
+            leaked = int(rec.leaked_bits) + int(ver.leaked_bits)
+            # The correctness term uses the bound the verification hash actually gives.
+            est = replace(est, epsilon_cor=max(est.epsilon_cor, float(ver.epsilon_cor)))
+            info["estimate"] = est
+            ell = secret_key_length(est, leaked)
+            if ell <= 0:
+                raise ProtocolAbort(
+                    f"no secret key: the finite-key bound gives {ell} bits "
+                    f"(phase-error bound {est.phase_error:.3f}, {leaked} bits leaked)"
+                )
+            alice_final, seed = privacy_amplification(block.alice_key, ell, self.rng)
+            seconds["amplify"] = self._now() - t
+            self._send("alice", _pack(np.asarray(seed, dtype=np.uint8)), seconds)
+            t = self._now()
+            bob_final = toeplitz_hash(corrected, ell, seed)
+            seconds["amplify"] += self._now() - t
+            if not hmac.compare_digest(_pack(alice_final), _pack(bob_final)):
+                raise VerificationFailed("final keys differ after privacy amplification")
+            consumed = self._consumed() - consumed_before
+            return self._finish(
+                info, seconds, consumed, ell, alice_final=alice_final, bob_final=bob_final
+            )
+        except (ProtocolAbort, AuthenticationError, KeyExhausted) as exc:
+            consumed = self._consumed() - consumed_before
+            reason = f"{type(exc).__name__}: {exc}"
+            return self._finish(info, seconds, consumed, 0, reason=reason)
+
+    def _finish(
+        self,
+        info: dict[str, Any],
+        seconds: dict[str, float],
+        consumed: int,
+        ell: int,
+        *,
+        alice_final: np.ndarray | None = None,
+        bob_final: np.ndarray | None = None,
+        reason: str = "",
+    ) -> BlockResult:
+        s = self.summary
+        # Authentication key consumed so far and not yet repaid, including this block's.
+        debt = s.auth_debt_bits + consumed
+        repaid = min(debt, ell)
+        if alice_final is not None and bob_final is not None and repaid > 0:
+            # The first `repaid` bits refill the pre-shared pool; the rest is the net key.
+            self._channel.refill(alice_final[:repaid], bob_final[:repaid])
+            alice_final = alice_final[repaid:]
+            bob_final = bob_final[repaid:]
+        result = BlockResult(
+            **info,
+            secret_bits=ell,
+            auth_consumed_bits=consumed,
+            auth_repaid_bits=repaid,
+            net_secret_bits=ell - repaid,
+            keys_match=alice_final is not None,
+            aborted=alice_final is None,
+            abort_reason=reason,
+            alice_key=alice_final,
+            bob_key=bob_final,
+            seconds=seconds,
+        )
+        s.blocks += 1
+        s.aborted_blocks += int(result.aborted)
+        s.pulses += result.pulses
+        s.detections += result.detections
+        s.sifted_bits += result.sifted_bits
+        s.leaked_bits += result.leaked_bits
+        s.secret_bits += ell
+        s.auth_consumed_bits += consumed
+        s.net_secret_bits += ell - repaid
+        for k, v in seconds.items():
+            s.seconds[k] = s.seconds.get(k, 0.0) + v
+        return result
+
+    # -- many blocks -----------------------------------------------------------------------
+
+    def run(self, blocks: Iterable[DetectionRecords]) -> Iterator[BlockResult]:
+        """Process blocks lazily, one at a time (memory bounded by one block)."""
+        for records in blocks:
+            yield self.process(records)
+
+    @property
+    def net_secret_bits(self) -> int:
+        """Net key after subtracting *all* authentication key consumed (repaid or not)."""
+        return self.summary.secret_bits - self.summary.auth_consumed_bits
