@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
-from qkdnet.quantum.records import BASIS_X, BASIS_Z, DetectionRecords
+from qkdnet.quantum.records import DetectionRecords
 
 __all__ = ["SiftedBlock", "sift"]
 
@@ -47,6 +48,54 @@ class SiftedBlock:
         return int(self.alice_key.shape[0])
 
 
+@numba.njit(cache=True, nogil=True)
+def _sift_kernel(
+    a_basis: np.ndarray,
+    b_basis: np.ndarray,
+    a_bit: np.ndarray,
+    b_bit: np.ndarray,
+    a_class: np.ndarray,
+    n_classes: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    # One pass over the detections instead of a dozen masked NumPy copies: sifting is
+    # memory-bound, and a block at 50 km holds four detections per sifted bit.
+    n = a_basis.shape[0]
+    key_counts = np.zeros(n_classes, dtype=np.int64)
+    test_counts = np.zeros(n_classes, dtype=np.int64)
+    test_errors = np.zeros(n_classes, dtype=np.int64)
+    n_key = 0
+    n_test = 0
+    for i in range(n):
+        if a_basis[i] == b_basis[i]:
+            if a_basis[i] == 0:
+                n_key += 1
+            else:
+                n_test += 1
+    alice_key = np.empty(n_key, dtype=np.uint8)
+    bob_key = np.empty(n_key, dtype=np.uint8)
+    alice_test = np.empty(n_test, dtype=np.uint8)
+    bob_test = np.empty(n_test, dtype=np.uint8)
+    j = 0
+    t = 0
+    for i in range(n):
+        if a_basis[i] != b_basis[i]:
+            continue
+        c = a_class[i]
+        if a_basis[i] == 0:
+            alice_key[j] = a_bit[i]
+            bob_key[j] = b_bit[i]
+            key_counts[c] += 1
+            j += 1
+        else:
+            alice_test[t] = a_bit[i]
+            bob_test[t] = b_bit[i]
+            t += 1
+            test_counts[c] += 1
+            if a_bit[i] != b_bit[i]:
+                test_errors[c] += 1
+    return alice_key, bob_key, key_counts, test_counts, test_errors, alice_test, bob_test
+
+
 def _pack(arr: np.ndarray) -> bytes:
     return bytes(np.packbits(arr.astype(np.uint8, copy=False)).tobytes())
 
@@ -58,26 +107,21 @@ def sift(records: DetectionRecords) -> SiftedBlock:
     test bases. Units: bits and counts. Pure; the messages are built, not sent.
     """
     K = records.pulses_sent.shape[0]
-    same = records.alice_basis == records.bob_basis
-    key_mask = same & (records.alice_basis == BASIS_Z)
-    test_mask = same & (records.alice_basis == BASIS_X)
-    cls_key = records.alice_class[key_mask]
-    cls_test = records.alice_class[test_mask]
-    test_err = records.alice_bit[test_mask] != records.bob_bit[test_mask]
-    key_counts = np.bincount(cls_key, minlength=K).astype(np.int64)
-    test_counts = np.bincount(cls_test, minlength=K).astype(np.int64)
-    test_errors = np.bincount(cls_test[test_err], minlength=K).astype(np.int64)
+    alice_key, bob_key, key_counts, test_counts, test_errors, alice_t, bob_t = _sift_kernel(
+        records.alice_basis, records.bob_basis, records.alice_bit, records.bob_bit,
+        records.alice_class, K,
+    )
     # Public messages. Pulse indices are sent as gaps (what a device would send), bases and
     # bits packed eight to a byte, classes one byte each.
     gaps = np.diff(records.pulse_index, prepend=np.int64(0))
     gaps = gaps.astype(np.uint32 if gaps.size == 0 or int(gaps.max()) < 2**32 else np.uint64)
     bob_announce = gaps.tobytes() + _pack(records.bob_basis)
     alice_answer = _pack(records.alice_basis) + records.alice_class.tobytes()
-    alice_test = _pack(records.alice_bit[test_mask])
-    bob_test = _pack(records.bob_bit[test_mask])
+    alice_test = _pack(alice_t)
+    bob_test = _pack(bob_t)
     return SiftedBlock(
-        alice_key=np.ascontiguousarray(records.alice_bit[key_mask]),
-        bob_key=np.ascontiguousarray(records.bob_bit[key_mask]),
+        alice_key=alice_key,
+        bob_key=bob_key,
         key_counts=key_counts,
         test_counts=test_counts,
         test_errors=test_errors,
