@@ -1,0 +1,138 @@
+"""Privacy amplification: Toeplitz hashing is exact (against a dense matrix) and universal."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.linalg
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from qkdnet.errors import ParameterError
+from qkdnet.postprocessing import amplification
+from qkdnet.postprocessing.amplification import privacy_amplification, toeplitz_hash
+
+
+def dense_toeplitz_product(seed: np.ndarray, x: np.ndarray, m: int) -> np.ndarray:
+    """Independent truth: build T[i, j] = seed[i - j + n - 1] with scipy and multiply."""
+    n = x.size
+    first_column = seed[n - 1:n - 1 + m]           # T[i, 0] = seed[i + n - 1]
+    first_row = seed[n - 1::-1][:n]                 # T[0, j] = seed[n - 1 - j]
+    T = scipy.linalg.toeplitz(first_column, first_row).astype(np.int64)
+    assert T.shape == (m, n)
+    return ((T @ x.astype(np.int64)) % 2).astype(np.uint8)
+
+
+@st.composite
+def problems(draw: st.DrawFn, max_n: int = 700) -> tuple[np.ndarray, int, np.ndarray]:
+    n = draw(st.integers(1, max_n))
+    m = draw(st.integers(1, n))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32)))
+    density = draw(st.sampled_from([0.5, 0.05, 0.95]))
+    x = (rng.random(n) < density).astype(np.uint8)
+    seed = rng.integers(0, 2, n + m - 1, dtype=np.uint8)
+    return x, m, seed
+
+
+@settings(max_examples=120, deadline=None)
+@given(problems())
+def test_clmul_equals_dense_product(p: tuple[np.ndarray, int, np.ndarray]) -> None:
+    x, m, seed = p
+    assert np.array_equal(toeplitz_hash(x, m, seed, method="clmul"),
+                          dense_toeplitz_product(seed, x, m))
+
+
+@settings(max_examples=60, deadline=None)
+@given(problems())
+def test_fft_equals_dense_product(p: tuple[np.ndarray, int, np.ndarray]) -> None:
+    x, m, seed = p
+    assert np.array_equal(toeplitz_hash(x, m, seed, method="fft"),
+                          dense_toeplitz_product(seed, x, m))
+
+
+@pytest.mark.parametrize("n,m", [(64, 64), (128, 1), (1024, 512), (1023, 1023), (2000, 250)])
+def test_word_boundaries_against_dense(n: int, m: int) -> None:
+    rng = np.random.default_rng(n * 7 + m)
+    x = rng.integers(0, 2, n, dtype=np.uint8)
+    seed = rng.integers(0, 2, n + m - 1, dtype=np.uint8)
+    truth = dense_toeplitz_product(seed, x, m)
+    for method in ("clmul", "fft", "auto"):
+        assert np.array_equal(toeplitz_hash(x, m, seed, method=method), truth)
+
+
+def test_blocked_fft_equals_clmul(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Force the blocked FFT path (used above 2^25 bits) on small sizes.
+    monkeypatch.setattr(amplification, "FFT_BLOCK_BITS", 300)
+    rng = np.random.default_rng(3)
+    for n, m in [(1000, 999), (2500, 700), (4096, 4096)]:
+        x = rng.integers(0, 2, n, dtype=np.uint8)
+        seed = rng.integers(0, 2, n + m - 1, dtype=np.uint8)
+        assert np.array_equal(toeplitz_hash(x, m, seed, method="fft"),
+                              toeplitz_hash(x, m, seed, method="clmul"))
+
+
+@pytest.mark.parametrize("n,ratio", [(300_000, 0.125), (200_003, 0.5)])
+def test_two_exact_methods_agree_on_large_input(n: int, ratio: float) -> None:
+    rng = np.random.default_rng(n)
+    x = rng.integers(0, 2, n, dtype=np.uint8)
+    key, seed = privacy_amplification(x, int(n * ratio), rng)
+    assert key.size == int(n * ratio) and seed.size == n + int(n * ratio) - 1
+    assert np.array_equal(key, toeplitz_hash(x, int(n * ratio), seed, method="fft"))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(2, 3000), st.integers(0, 2**32))
+def test_linearity(n: int, s: int) -> None:
+    rng = np.random.default_rng(s)
+    m = int(rng.integers(1, n + 1))
+    a = rng.integers(0, 2, n, dtype=np.uint8)
+    b = rng.integers(0, 2, n, dtype=np.uint8)
+    seed = rng.integers(0, 2, n + m - 1, dtype=np.uint8)
+    assert np.array_equal(toeplitz_hash(a ^ b, m, seed),
+                          toeplitz_hash(a, m, seed) ^ toeplitz_hash(b, m, seed))
+
+
+def test_two_universal_collision_rate() -> None:
+    # For x != x' and a uniformly random Toeplitz seed, T(x ^ x') is uniform on {0,1}^m,
+    # so Pr[T x = T x'] = 2^-m exactly. n = 40, m = 4, 4096 seeds: expected 256 collisions,
+    # binomial sd = sqrt(4096 * 1/16 * 15/16) = 15.5; accept +-5 sd.
+    rng = np.random.default_rng(42)
+    n, m, trials = 40, 4, 4096
+    x = rng.integers(0, 2, n, dtype=np.uint8)
+    x2 = x.copy()
+    x2[[3, 17]] ^= 1
+    collisions = 0
+    outputs = np.zeros(2**m, dtype=np.int64)
+    weights = 1 << np.arange(m)
+    for _ in range(trials):
+        y, seed = privacy_amplification(x, m, rng)
+        collisions += int(np.array_equal(y, toeplitz_hash(x2, m, seed)))
+        outputs[int(y @ weights)] += 1
+    sd = np.sqrt(trials / 16 * 15 / 16)
+    assert abs(collisions - trials / 16) < 5 * sd
+    # the output itself is uniform: chi-square with 15 dof, p = 1e-4 quantile ~ 44.3
+    chi2 = float(np.sum((outputs - trials / 16) ** 2 / (trials / 16)))
+    assert chi2 < 44.3
+
+
+def test_seed_is_reproducible_and_fresh() -> None:
+    x = np.random.default_rng(0).integers(0, 2, 5000, dtype=np.uint8)
+    k1, s1 = privacy_amplification(x, 1000, np.random.default_rng(7))
+    k2, s2 = privacy_amplification(x, 1000, np.random.default_rng(7))
+    k3, s3 = privacy_amplification(x, 1000, np.random.default_rng(8))
+    assert np.array_equal(k1, k2) and np.array_equal(s1, s2)
+    assert not np.array_equal(s1, s3)
+    assert set(np.unique(s1)) <= {0, 1} and 0.45 < s1.mean() < 0.55
+
+
+def test_zero_output_and_bad_input() -> None:
+    x = np.ones(10, np.uint8)
+    assert toeplitz_hash(x, 0, np.zeros(9, np.uint8)).size == 0
+    with pytest.raises(ParameterError, match="output_length"):
+        toeplitz_hash(x, 11, np.zeros(20, np.uint8))
+    with pytest.raises(ParameterError, match="seed_bits"):
+        toeplitz_hash(x, 5, np.zeros(13, np.uint8))
+    with pytest.raises(ParameterError, match="bits"):
+        toeplitz_hash(np.full(10, 3, np.uint8), 5, np.zeros(14, np.uint8))
+    with pytest.raises(ParameterError, match="method"):
+        toeplitz_hash(x, 5, np.zeros(14, np.uint8), method="magic")  # type: ignore[arg-type]
