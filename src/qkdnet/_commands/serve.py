@@ -68,7 +68,10 @@ def prepare(
 ) -> dict[str, Any]:
     """Write the PKI, one private config per node and one credentials file per SAE.
 
-    Returns ``{"nodes": {id: config path}, "urls": {id: url}, "saes": {id: creds path}}``.
+    ``store``: None (SQLite files under ``out_dir/nodes``), a ``postgresql://`` DSN shared
+    by all nodes (tables kept apart by a prefix per node), or a URL with ``{node}`` in it,
+    e.g. ``sqlite:////dev/shm/{node}.db``. Returns ``{"nodes": {id: config path}, "urls":
+    {id: url}, "saes": {id: creds path}, ...}``.
     Link secrets and epochs are kept in ``links.json`` so that a restart resumes the same
     links with the pools as they were.
     """
@@ -121,7 +124,9 @@ def prepare(
         ]
         config = {
             "node_id": nid, "host": hosts[nid], "port": int(urls[nid].rsplit(":", 1)[1]),
-            "store": store or f"sqlite:///{(out_dir / 'nodes' / f'{nid}.db').resolve()}",
+            "store": (store or f"sqlite:///{(out_dir / 'nodes').resolve()}/{{node}}.db").replace(
+                "{node}", nid
+            ),
             "cert": str(pki.nodes[nid].cert.resolve()), "key": str(pki.nodes[nid].key.resolve()),
             "ca": str(pki.ca.resolve()), "state_dir": str((out_dir / "nodes" / nid).resolve()),
             "node_urls": {k: v for k, v in urls.items() if k != nid},

@@ -1,0 +1,235 @@
+"""ETSI GS QKD 014 load: enc_keys + dec_keys pairs per second and latency, over HTTPS.
+
+Starts live qkdnet nodes (``python -m qkdnet.api.node``, each its own process with its own
+SQLite store, mutual TLS 1.3) on 127.0.0.1 and drives them with 1, 8 and 64 concurrent
+clients. One *pair* = a master SAE's POST enc_keys (one 256-bit key) followed by the slave
+SAE's POST dec_keys for that key ID; latency is that pair's wall time. Two placements:
+
+* ``local``: master and slave on the same node (no relay: the KME overhead alone);
+* ``link``:  master on node A, slave on neighbour B (one OTP relay hop over HTTPS Kx).
+
+The load generator is a minimal HTTP/1.1 keep-alive client on asyncio streams (one TLS
+connection per client and SAE), so that the client's own cost stays small next to the
+server's; both share this machine's cores. Every run is bounded in count and in time.
+Prints the median of ``--repeats`` runs. Goal (issue 5): >= 2,000 pairs/s per node with
+p99 < 20 ms. ``--peer URL...`` puts another ETSI 014 server under the same load (see
+docs/api.md for the one run here) and prints the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+GOAL_PAIRS_PER_S = 2000.0
+GOAL_P99_MS = 20.0
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where an SAE talks to its KME, and with which credentials."""
+
+    host: str
+    port: int
+    ssl: ssl.SSLContext | None
+
+
+class Http11:
+    """One keep-alive HTTP/1.1 connection (just enough for JSON POSTs)."""
+
+    def __init__(self, ep: Endpoint) -> None:
+        self.ep = ep
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def open(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(
+            self.ep.host, self.ep.port, ssl=self.ep.ssl,
+            server_hostname=self.ep.host if self.ep.ssl else None,
+        )
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        assert self.reader is not None and self.writer is not None
+        self.writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: {self.ep.host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+        )
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        return status, await self.reader.readexactly(length)
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+async def _run(master: Endpoint, slave: Endpoint, master_id: str, slave_id: str,
+               clients: int, max_pairs: int, max_s: float) -> tuple[float, np.ndarray, int]:
+    enc_path = f"/api/v1/keys/{slave_id}/enc_keys"
+    dec_path = f"/api/v1/keys/{master_id}/dec_keys"
+    enc_body = json.dumps({"number": 1, "size": 256}).encode()
+    latencies: list[float] = []
+    errors = 0
+    remaining = max_pairs
+    # Connections (TLS handshakes) are opened before the clock starts: a KME's clients
+    # keep their connections, so the steady state is what is measured.
+    conns = [(Http11(master), Http11(slave)) for _ in range(clients)]
+    for m, s in conns:
+        await m.open()
+        await s.open()
+    started = time.perf_counter()
+    deadline = started + max_s
+
+    async def worker(m: Http11, s: Http11) -> None:
+        nonlocal remaining, errors
+        try:
+            while remaining > 0 and time.perf_counter() < deadline:
+                remaining -= 1
+                t0 = time.perf_counter()
+                code, body = await m.post(enc_path, enc_body)
+                if code != 200:
+                    errors += 1
+                    continue
+                key_id = json.loads(body)["keys"][0]["key_ID"]
+                code, _ = await s.post(dec_path, b'{"key_IDs":[{"key_ID":"%s"}]}' % key_id.encode())
+                if code != 200:
+                    errors += 1
+                    continue
+                latencies.append(time.perf_counter() - t0)
+        finally:
+            await m.close()
+            await s.close()
+
+    await asyncio.gather(*(worker(m, s) for m, s in conns))
+    elapsed = time.perf_counter() - started
+    return len(latencies) / elapsed, np.array(latencies) * 1e3, errors
+
+
+def measure(master: Endpoint, slave: Endpoint, master_id: str, slave_id: str, clients: int,
+            max_pairs: int, max_s: float, repeats: int) -> dict[str, float]:
+    """Median over ``repeats`` runs of pairs/s, p50 and p99 latency (ms), and errors."""
+    runs = [asyncio.run(_run(master, slave, master_id, slave_id, clients, max_pairs, max_s))
+            for _ in range(repeats)]
+    rates = [r[0] for r in runs]
+    p50 = [float(np.percentile(r[1], 50)) if len(r[1]) else float("nan") for r in runs]
+    p99 = [float(np.percentile(r[1], 99)) if len(r[1]) else float("nan") for r in runs]
+    return {"pairs_per_s": float(np.median(rates)), "p50_ms": float(np.median(p50)),
+            "p99_ms": float(np.median(p99)), "errors": float(sum(r[2] for r in runs))}
+
+
+SCENARIO = """
+name: kms-load
+nodes:
+  - {{id: A, port: {pa}}}
+  - {{id: B, port: {pb}}}
+links:
+  - {{id: A-B, a: A, b: B, length_km: 10, key_rate_bps: 2000000}}
+saes:
+  - {{id: sae-a1, node: A}}
+  - {{id: sae-a2, node: A}}
+  - {{id: sae-b1, node: B}}
+"""
+
+
+def _ctx(creds: dict[str, str]) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=creds["ca"])
+    ctx.load_cert_chain(creds["cert"], creds["key"])
+    return ctx
+
+
+def start_qkdnet(
+    workdir: Path, store: str | None = None
+) -> tuple[list[subprocess.Popen[bytes]], dict[str, dict[str, str]]]:
+    """Two live nodes A — B; returns the processes and each SAE's credentials."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from qkdnet._commands.serve import _wait_listening, prepare
+    from qkdnet.api.server import free_port
+
+    scenario = workdir / "s.yaml"
+    scenario.write_text(SCENARIO.format(pa=free_port(), pb=free_port()))
+    plan = prepare(scenario, workdir / "out", store, None, 0)
+    procs = [subprocess.Popen([sys.executable, "-m", "qkdnet.api.node", str(cfg)])
+             for cfg in plan["nodes"].values()]
+    for proc, url in zip(procs, plan["urls"].values(), strict=True):
+        _wait_listening(url, proc, 30)
+    time.sleep(2.5)  # link key for the relays
+    creds = {s: json.loads(Path(p).read_text()) for s, p in plan["saes"].items()}
+    return procs, creds
+
+
+def _endpoint(creds: dict[str, str]) -> Endpoint:
+    host, port = creds["kme_url"].removeprefix("https://").rsplit(":", 1)
+    return Endpoint(host, int(port), _ctx(creds))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print a table (``--quick`` for a short run)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="few pairs, one repeat")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--max-seconds", type=float, default=8.0, help="per run")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 64])
+    parser.add_argument("--stores", nargs="+", choices=("disk", "tmpfs"),
+                        default=["disk", "tmpfs"],
+                        help="SQLite on disk (fsync per commit) and/or on /dev/shm")
+    args = parser.parse_args(argv)
+    max_pairs = 200 if args.quick else 4000
+    repeats = 1 if args.quick else args.repeats
+    max_s = 3.0 if args.quick else args.max_seconds
+    results: dict[tuple[str, str, int], dict[str, float]] = {}
+    print(f"qkdnet KME, HTTPS (TLS 1.3, mutual) on 127.0.0.1, {os.cpu_count()} cores; "
+          f"median of {repeats} run(s), <= {max_pairs} pairs or {max_s:.0f} s each")
+    print(f"{'store':<7}{'placement':<10}{'clients':>8}{'pairs/s':>10}{'p50 ms':>9}"
+          f"{'p99 ms':>9}{'errors':>8}")
+    for store_kind in args.stores:
+        workdir = Path(tempfile.mkdtemp(prefix="kms-load-"))
+        shm = Path(tempfile.mkdtemp(prefix="kms-load-", dir="/dev/shm"))
+        store = f"sqlite:///{shm}/{{node}}.db" if store_kind == "tmpfs" else None
+        procs: list[subprocess.Popen[bytes]] = []
+        try:
+            procs, creds = start_qkdnet(workdir, store)
+            a1, a2, b1 = (_endpoint(creds[s]) for s in ("sae-a1", "sae-a2", "sae-b1"))
+            for placement, (m, s, mid, sid) in {
+                "local": (a1, a2, "sae-a1", "sae-a2"),
+                "link": (a1, b1, "sae-a1", "sae-b1"),
+            }.items():
+                for clients in args.clients:
+                    r = measure(m, s, mid, sid, clients, max_pairs, max_s, repeats)
+                    results[(store_kind, placement, clients)] = r
+                    print(f"{store_kind:<7}{placement:<10}{clients:>8}{r['pairs_per_s']:>10.0f}"
+                          f"{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['errors']:>8.0f}",
+                          flush=True)
+        finally:
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                proc.wait(30)
+            shutil.rmtree(workdir, ignore_errors=True)
+            shutil.rmtree(shm, ignore_errors=True)
+    best = max(r["pairs_per_s"] for r in results.values())
+    met = any(r["pairs_per_s"] >= GOAL_PAIRS_PER_S and r["p99_ms"] < GOAL_P99_MS
+              for r in results.values())
+    print(f"goal: >= {GOAL_PAIRS_PER_S:.0f} pairs/s per node with p99 < {GOAL_P99_MS:.0f} ms; "
+          f"best here {best:.0f} pairs/s ({'met' if met else 'NOT met'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
