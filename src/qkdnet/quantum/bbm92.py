@@ -33,12 +33,18 @@ def gain_and_qber(
     lam = np.asarray(half_pairs, dtype=np.float64)
     a = np.asarray(eta_a, dtype=np.float64) * lam
     b = np.asarray(eta_b, dtype=np.float64) * lam
-    ab = np.asarray(eta_a, dtype=np.float64) * np.asarray(eta_b, dtype=np.float64) * lam
-    c = 1.0 + a + b - ab
-    gain = 1.0 - (1.0 - y0) / (1.0 + a) ** 2 - (1.0 - y0) / (1.0 + b) ** 2 + (1.0 - y0) ** 2 / c**2
-    error = E0 * gain - 2.0 * (E0 - misalignment_error) * ab * (1.0 + lam) / (
-        (1.0 + a) * (1.0 + b) * c
-    )
+    k = np.asarray(eta_a, dtype=np.float64) * np.asarray(eta_b, dtype=np.float64) * lam
+    c = 1.0 + a + b - k
+    # Eq. (9) is 1 − Y[(1+a)^−2 + (1+b)^−2] + Y² c^−2 (Y = 1 − Y0), which cancels to
+    # rounding noise at high loss. Rearranged exactly: (1 − Y/(1+a)²)(1 − Y/(1+b)²) +
+    # Y²[c^−2 − (1+a)^−2 (1+b)^−2], with (1+a)(1+b) − c = k(1 + λ) factored out.
+    y = 1.0 - y0
+    side_a = (a * (2.0 + a) + y0) / (1.0 + a) ** 2
+    side_b = (b * (2.0 + b) + y0) / (1.0 + b) ** 2
+    ab1 = (1.0 + a) * (1.0 + b)
+    correlated = k * (1.0 + lam) * (ab1 + c) / (c**2 * ab1**2)
+    gain = side_a * side_b + y**2 * correlated
+    error = E0 * gain - 2.0 * (E0 - misalignment_error) * k * (1.0 + lam) / (ab1 * c)
     with np.errstate(divide="ignore", invalid="ignore"):
         qber = np.where(gain > 0.0, error / gain, 0.5)
     return np.asarray(gain), np.asarray(np.clip(qber, 0.0, 0.5))

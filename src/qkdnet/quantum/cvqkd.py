@@ -27,9 +27,14 @@ def _g(nu: NDArray[np.float64]) -> NDArray[np.float64]:
 
 
 def _eigen_pair(s: NDArray[np.float64], p: NDArray[np.float64]) -> tuple[NDArray[np.float64], ...]:
-    """ν1, ν2 with ν1² + ν2² = s and ν1² ν2² = p (symplectic eigenvalues)."""
+    """ν1, ν2 with ν1² + ν2² = s and ν1² ν2² = p (symplectic eigenvalues).
+
+    ν2² is taken as p/ν1² rather than (s − disc)/2, which cancels catastrophically at high
+    loss where s² ≫ 4p.
+    """
     disc = np.sqrt(np.maximum(s**2 - 4.0 * p, 0.0))
-    return np.sqrt((s + disc) / 2.0), np.sqrt(np.maximum((s - disc) / 2.0, 0.0))
+    nu1_sq = (s + disc) / 2.0
+    return np.sqrt(nu1_sq), np.sqrt(p / nu1_sq)
 
 
 def mutual_information(
@@ -44,13 +49,13 @@ def mutual_information(
     I_AB = ½ log2((V + χ_tot)/(1 + χ_tot)), V = V_A + 1, χ_tot = χ_line + χ_hom/T,
     χ_line = 1/T − 1 + ξ, χ_hom = (1 + v_el)/η − 1. Lodewyck et al. (2007), Eqs. (2)–(4).
     """
-    t = np.asarray(transmittance, dtype=np.float64)
-    v = modulation_variance_snu + 1.0
+    t = np.asarray(transmittance, dtype=np.longdouble)
+    v = np.asarray(modulation_variance_snu, dtype=np.longdouble) + 1.0
     with np.errstate(divide="ignore"):
         chi_line = 1.0 / t - 1.0 + excess_noise_snu
         chi_hom = (1.0 + electronic_noise_snu) / homodyne_efficiency - 1.0
         chi_tot = chi_line + chi_hom / t
-        return np.asarray(0.5 * np.log2((v + chi_tot) / (1.0 + chi_tot)))
+        return np.asarray(0.5 * np.log2((v + chi_tot) / (1.0 + chi_tot)), dtype=np.float64)
 
 
 def holevo_bound(
@@ -66,8 +71,10 @@ def holevo_bound(
     χ_BE = G(λ1) + G(λ2) − G(λ3) − G(λ4), with λ1,2 from A = V²(1−2T) + 2T + T²(V + χ_line)²,
     B = T²(Vχ_line + 1)², and λ3,4 from C, D of Lodewyck et al. (2007), Eqs. (7)–(12).
     """
-    t = np.asarray(transmittance, dtype=np.float64)
-    v = modulation_variance_snu + 1.0
+    # Extended precision (x87 80-bit where available): at high loss the four entropies are
+    # large and nearly cancel.
+    t = np.asarray(transmittance, dtype=np.longdouble)
+    v = np.asarray(modulation_variance_snu, dtype=np.longdouble) + 1.0
     chi_line = 1.0 / t - 1.0 + excess_noise_snu
     chi_hom = (1.0 + electronic_noise_snu) / homodyne_efficiency - 1.0
     chi_tot = chi_line + chi_hom / t
@@ -78,7 +85,7 @@ def holevo_bound(
     c = (v * sqrt_b + t * (v + chi_line) + a * chi_hom) / (t * (v + chi_tot))
     dd = sqrt_b * (v + sqrt_b * chi_hom) / (t * (v + chi_tot))
     l3, l4 = _eigen_pair(c, dd)
-    return np.asarray(_g(l1) + _g(l2) - _g(l3) - _g(l4))
+    return np.asarray(_g(l1) + _g(l2) - _g(l3) - _g(l4), dtype=np.float64)
 
 
 def secret_fraction(

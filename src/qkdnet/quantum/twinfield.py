@@ -22,6 +22,25 @@ from qkdnet.quantum._common import binary_entropy, channel_transmittance, distan
 from qkdnet.quantum.link import LinkSpec
 
 
+def click_probabilities(
+    arriving_mean_photons: ArrayLike, dark_count_probability: float
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Probabilities of exactly one click at Charlie when both, one or neither user sends.
+
+    x = η μ is the mean photon number each sent pulse brings to the beam splitter. With
+    random relative phase φ the detectors see Poisson light of means x(1 ± cos φ); averaging
+    over φ gives 2(1−p_d)e^(−x) I0(x) − 2(1−p_d)² e^(−2x) for both sending (Wang, Yu, Hu 2018,
+    Appendix), 2(1−p_d)e^(−x/2)[1 − (1−p_d)e^(−x/2)] for one, and 2p_d(1−p_d) for none.
+    """
+    x = np.asarray(arriving_mean_photons, dtype=np.float64)
+    pd = dark_count_probability
+    # i0e(x) = e^−x I0(x): stable for any x.
+    p_both = 2.0 * (1.0 - pd) * i0e(x) - 2.0 * (1.0 - pd) ** 2 * np.exp(-2.0 * x)
+    p_one = 2.0 * (1.0 - pd) * np.exp(-x / 2.0) * (1.0 - (1.0 - pd) * np.exp(-x / 2.0))
+    p_none = np.full_like(x, 2.0 * pd * (1.0 - pd))
+    return np.asarray(p_both), np.asarray(p_one), p_none
+
+
 def sns_rate_terms(
     mu: ArrayLike, epsilon: ArrayLike, eta_half: ArrayLike, dark_count_probability: float,
     misalignment_error: float, error_correction_efficiency: float,
@@ -31,17 +50,13 @@ def sns_rate_terms(
     η_half is the transmittance from one user to Charlie's detectors (fibre × detector).
     Charlie has two threshold detectors behind a 50:50 beam splitter; a Z-window event is
     exactly one click. With both users sending, the phase-averaged probability of exactly one
-    click is 2(1−p_d)e^(−ημ) I0(ημ) − 2(1−p_d)² e^(−2ημ) (Wang, Yu, Hu 2018, Appendix).
+    click is given by :func:`click_probabilities`.
     """
     mu = np.asarray(mu, dtype=np.float64)
     eps = np.asarray(epsilon, dtype=np.float64)
     eta = np.asarray(eta_half, dtype=np.float64)
     pd = dark_count_probability
-    x = eta * mu
-    # i0e(x) = e^−x I0(x): stable for any x.
-    p_both = 2.0 * (1.0 - pd) * i0e(x) - 2.0 * (1.0 - pd) ** 2 * np.exp(-2.0 * x)
-    p_one = 2.0 * (1.0 - pd) * np.exp(-x / 2.0) * (1.0 - (1.0 - pd) * np.exp(-x / 2.0))
-    p_none = 2.0 * pd * (1.0 - pd)
+    p_both, p_one, p_none = click_probabilities(eta * mu, pd)
     s_z = eps**2 * p_both + 2.0 * eps * (1.0 - eps) * p_one + (1.0 - eps) ** 2 * p_none
     errors = eps**2 * p_both + (1.0 - eps) ** 2 * p_none
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -1,0 +1,144 @@
+"""`qkdnet keyrate` end to end: table, CSV, PNG, presets, YAML parameters and bad input."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qkdnet.quantum import plob_curve, secret_key_rate_curve
+from qkdnet.quantum.presets import preset_link
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real command in a child process (one end-to-end test; the CLI starts slowly)."""
+    # A wide terminal so that rich does not wrap the one-line error.
+    env = {**os.environ, "COLUMNS": "400"}
+    return subprocess.run([sys.executable, "-m", "qkdnet", "keyrate", *args],
+                          capture_output=True, text=True, timeout=120, env=env)
+
+
+Invoke = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+@pytest.fixture
+def invoke(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Invoke:
+    """Run ``qkdnet keyrate ARGS`` through the real entry point in this process."""
+    from qkdnet.cli import main
+
+    monkeypatch.setenv("COLUMNS", "400")
+
+    def _run(*args: str) -> subprocess.CompletedProcess[str]:
+        try:
+            main(["keyrate", *args])
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(["keyrate", *args], code, out, err)
+
+    return _run
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_csv_and_plot_for_gys_decoy(tmp_path: Path) -> None:
+    out_csv, out_png = tmp_path / "r.csv", tmp_path / "r.png"
+    res = run_cli("--protocol", "bb84-decoy", "--distance", "0:150:1", "--preset", "gys",
+                  "--csv", str(out_csv), "--plot", str(out_png))
+    assert res.returncode == 0, res.stderr
+    assert "bb84-decoy" in res.stdout
+    rows = _rows(out_csv)
+    assert len(rows) == 151
+    assert {"distance_km", "rate_per_pulse", "rate_bps", "plob_per_pulse"} <= set(rows[0])
+    d = np.array([float(r["distance_km"]) for r in rows])
+    rate = np.array([float(r["rate_per_pulse"]) for r in rows])
+    link = preset_link("gys")
+    assert np.allclose(rate, secret_key_rate_curve("bb84-decoy", link, d, optimise=True),
+                       rtol=1e-6)
+    bps = np.array([float(r["rate_bps"]) for r in rows])
+    assert np.allclose(bps, rate * link.repetition_rate_hz, rtol=1e-6)
+    plob = np.array([float(r["plob_per_pulse"]) for r in rows])
+    assert np.allclose(plob[1:], plob_curve(link, d[1:]), rtol=1e-6)
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_several_protocols_on_one_plot(tmp_path: Path, invoke: Invoke) -> None:
+    out_csv, out_png = tmp_path / "all.csv", tmp_path / "all.png"
+    args = []
+    for p in ("bb84-decoy", "bb84-one-decoy", "bb84-no-decoy", "bb84-efficient", "bbm92",
+              "cv-qkd", "twin-field"):
+        args += ["-p", p]
+    res = invoke(*args, "--distance", "0:300:10", "--csv", str(out_csv), "--plot", str(out_png))
+    assert res.returncode == 0, res.stderr
+    assert len({r["protocol"] for r in _rows(out_csv)}) == 7
+    assert out_png.stat().st_size > 10_000
+
+
+def test_yaml_parameters_override_the_preset(tmp_path: Path, invoke: Invoke) -> None:
+    params = tmp_path / "p.yaml"
+    params.write_text("detector_efficiency: 0.2\nloss_db_per_km: 0.18\n")
+    out = tmp_path / "r.csv"
+    res = invoke("--preset", "gys", "--params", str(params), "--distance", "100",
+                  "--csv", str(out), "--no-optimise")
+    assert res.returncode == 0, res.stderr
+    link = preset_link("gys", detector_efficiency=0.2, loss_db_per_km=0.18)
+    expected = secret_key_rate_curve("bb84-decoy", link, [100.0])[0]
+    assert float(_rows(out)[0]["rate_per_pulse"]) == pytest.approx(expected, rel=1e-6)
+
+
+def test_finite_key_block_uses_lim2014_model(tmp_path: Path, invoke: Invoke) -> None:
+    out = tmp_path / "fk.csv"
+    res = invoke("-p", "bb84-decoy", "--block", "1e8", "--preset", "lim2014",
+                  "--distance", "0:100:50", "--csv", str(out))
+    assert res.returncode == 0, res.stderr
+    rows = _rows(out)
+    finite = np.array([float(r["rate_per_pulse"]) for r in rows])
+    asymptotic = secret_key_rate_curve("bb84-decoy", preset_link("lim2014"),
+                                       [0.0, 50.0, 100.0], optimise=True)
+    assert rows[0]["block_size"] == "100000000"
+    # A finite block costs key: strictly below the asymptotic rate, but the same order.
+    assert np.all(finite > 0.0)
+    assert np.all(finite < asymptotic)
+
+
+@pytest.mark.parametrize(("args", "field"), [
+    (["--distance=-3:10:1"], "distance"),
+    (["--protocol", "bb99"], "protocol"),
+    (["--preset", "nope"], "preset"),
+    (["--block", "1e6", "-p", "cv-qkd"], "block"),
+    (["--distance", "10:0:1"], "distance"),
+])
+def test_bad_input_is_one_line_exit_2(args: list[str], field: str, invoke: Invoke) -> None:
+    res = invoke(*args)
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("error:") and field in lines[0]
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ("detector_efficiency: 1.5\n", "detector_efficiency' must be a probability in [0, 1]"),
+    ("detector_efficency: 0.1\n", "did you mean 'detector_efficiency'"),
+    ("misalignment_error: 0.7\n", "misalignment_error' must be in [0, 0.5]"),
+    ("loss_db_per_km: fast\n", "loss_db_per_km"),
+])
+def test_bad_yaml_is_one_line_exit_2(
+    tmp_path: Path, text: str, needle: str, invoke: Invoke
+) -> None:
+    params = tmp_path / "bad.yaml"
+    params.write_text(text)
+    res = invoke("--params", str(params))
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert needle in lines[0]
