@@ -7,6 +7,8 @@ Quantum Technol. 1, 1800011 (2018), Sec. 6. All variances are in shot-noise unit
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
@@ -17,7 +19,7 @@ from qkdnet.quantum.link import LinkSpec
 MIN_TRANSMITTANCE = 1e-10
 
 
-def _g(nu: NDArray[np.float64]) -> NDArray[np.float64]:
+def _g(nu: NDArray[Any]) -> NDArray[Any]:
     """Von Neumann entropy (bits) of a thermal mode with symplectic eigenvalue ν ≥ 1:
     G((ν−1)/2), G(x) = (x+1) log2(x+1) − x log2 x."""
     x = np.maximum((np.asarray(nu) - 1.0) / 2.0, 0.0)
@@ -26,7 +28,7 @@ def _g(nu: NDArray[np.float64]) -> NDArray[np.float64]:
     return np.asarray(out)
 
 
-def _eigen_pair(s: NDArray[np.float64], p: NDArray[np.float64]) -> tuple[NDArray[np.float64], ...]:
+def _eigen_pair(s: NDArray[Any], p: NDArray[Any]) -> tuple[NDArray[Any], NDArray[Any]]:
     """ν1, ν2 with ν1² + ν2² = s and ν1² ν2² = p (symplectic eigenvalues).
 
     ν2² is taken as p/ν1² rather than (s − disc)/2, which cancels catastrophically at high
