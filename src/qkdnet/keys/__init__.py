@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from qkdnet.keys.clock import Clock, SimulatedClock, SystemClock
+from qkdnet.keys.device import Etsi014DeviceSource, pull_link_keys
 from qkdnet.keys.manager import (
     MAC_KEY_BYTES,
     DeliveredKey,
@@ -44,6 +45,7 @@ __all__ = [
     "MAC_KEY_BYTES",
     "Clock",
     "DeliveredKey",
+    "Etsi014DeviceSource",
     "InProcessTransport",
     "KeyBlock",
     "KeyManager",
@@ -63,4 +65,5 @@ __all__ = [
     "dec_pool",
     "enc_pool",
     "link_pool",
+    "pull_link_keys",
 ]
