@@ -240,3 +240,20 @@ def test_key_range_json_roundtrip() -> None:
         KeyRange.from_json(["not-a-uuid", 0, 1])
     with pytest.raises(ParameterError):
         KeyRange(uuid.uuid4(), 5, 5)
+
+
+@pytest.mark.postgres
+def test_postgres_table_prefix_keeps_nodes_apart(postgres_dsn: str) -> None:
+    from conftest import fresh_postgres_schema
+    from qkdnet.keys import PostgresKeyStore
+
+    dsn = fresh_postgres_schema(postgres_dsn)
+    a = PostgresKeyStore(dsn, schema_prefix="node_a_")
+    b = PostgresKeyStore(dsn, schema_prefix="node_b_")
+    a.put("p", blocks(2))
+    b.put("p", blocks(1))
+    assert (a.count("p"), b.count("p")) == (2, 1)
+    with pytest.raises(ParameterError, match="schema_prefix"):
+        PostgresKeyStore(dsn, schema_prefix="x; DROP TABLE")
+    a.close()
+    b.close()

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import zlib
 from collections.abc import Iterator
 from typing import Any
 
-from qkdnet.errors import StoreError
+from qkdnet.errors import ParameterError, StoreError
 from qkdnet.keys.store import _SCHEMA, _SqlKeyStore
 
 
 class PostgresKeyStore(_SqlKeyStore):
     """Keys in PostgreSQL: ``PostgresKeyStore("host=127.0.0.1 port=5432 dbname=qkd user=...")``.
+
+    ``schema_prefix`` (e.g. ``"node_a_"``) prefixes the table names, so several nodes can
+    keep their stores apart in one database.
 
     Every write transaction first takes a transaction-scoped advisory lock for its pool
     (``pg_advisory_xact_lock``), so concurrent writers of one pool run one after another
@@ -31,6 +35,11 @@ class PostgresKeyStore(_SqlKeyStore):
             raise StoreError(
                 "PostgresKeyStore needs psycopg: pip install 'qkdnet[postgres]'"
             ) from exc
+        if schema_prefix and not re.fullmatch(r"[a-z][a-z0-9_]{0,30}", schema_prefix):
+            raise ParameterError(
+                "schema_prefix", f"lower-case letters, digits and _ only, got {schema_prefix!r}"
+            )
+        self._prefix = schema_prefix
         self._psycopg = psycopg
         self.dsn = dsn
         self._lock = threading.RLock()
@@ -39,7 +48,7 @@ class PostgresKeyStore(_SqlKeyStore):
             with self._conn.transaction(), self._conn.cursor() as cur:
                 cur.execute("SELECT pg_advisory_xact_lock(7170071)")  # one schema creator at a time
                 for stmt in _SCHEMA:
-                    cur.execute(stmt.format(serial="BIGSERIAL PRIMARY KEY", blob="BYTEA"))
+                    cur.execute(self._q(stmt.format(serial="BIGSERIAL PRIMARY KEY", blob="BYTEA")))
         except psycopg.Error as exc:
             raise StoreError(f"cannot open PostgreSQL key store: {exc}") from exc
 
@@ -55,7 +64,8 @@ class PostgresKeyStore(_SqlKeyStore):
             cur = self._conn.cursor()
             try:
                 if pool is not None:
-                    cur.execute("SELECT pg_advisory_xact_lock(%s)", (zlib.crc32(pool.encode()),))
+                    lock_id = zlib.crc32(f"{self._prefix}{pool}".encode())
+                    cur.execute("SELECT pg_advisory_xact_lock(%s)", (lock_id,))
                 yield cur
             except BaseException as exc:
                 cur.close()

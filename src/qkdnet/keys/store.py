@@ -179,6 +179,7 @@ class _SqlKeyStore:
     """The store logic in portable SQL; subclasses give the connection and transactions."""
 
     _placeholder = "?"
+    _prefix = ""  # table-name prefix: several nodes may share one database
 
     # -- backend hooks --------------------------------------------------------------------
     @contextlib.contextmanager
@@ -187,6 +188,8 @@ class _SqlKeyStore:
         yield
 
     def _q(self, sql: str) -> str:
+        if self._prefix:
+            sql = sql.replace("qk_", f"{self._prefix}qk_")
         return sql if self._placeholder == "?" else sql.replace("?", self._placeholder)
 
     def _exec(self, cur: Any, sql: str, params: Sequence[Any] = ()) -> Any:
