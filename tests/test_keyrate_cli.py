@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qkdnet.quantum import plob_curve, secret_key_rate_curve
+from qkdnet.quantum import bb84, plob_curve, secret_key_rate_curve
 from qkdnet.quantum.presets import preset_link
 
 
@@ -103,12 +103,14 @@ def test_finite_key_block_uses_lim2014_model(tmp_path: Path, invoke: Invoke) -> 
     assert res.returncode == 0, res.stderr
     rows = _rows(out)
     finite = np.array([float(r["rate_per_pulse"]) for r in rows])
-    asymptotic = secret_key_rate_curve("bb84-decoy", preset_link("lim2014"),
-                                       [0.0, 50.0, 100.0], optimise=True)
+    # Lim et al. distil key from X-basis coincidences only (fraction q_x²); the asymptotic
+    # efficient BB84 with the same basis bias keeps both bases, so it bounds the finite rate.
+    link = preset_link("lim2014")
+    asymptotic = bb84.efficient_rate(link, [0.0, 50.0, 100.0], optimise=True)
     assert rows[0]["block_size"] == "100000000"
-    # A finite block costs key: strictly below the asymptotic rate, but the same order.
     assert np.all(finite > 0.0)
     assert np.all(finite < asymptotic)
+    assert np.all(finite > 0.2 * asymptotic)
 
 
 @pytest.mark.parametrize(("args", "field"), [
