@@ -38,6 +38,12 @@ def test_per_pulse_agrees_with_the_curve(protocol: str) -> None:
     assert secret_key_rate_per_pulse(protocol, link) == pytest.approx(curve[1], rel=1e-12)
 
 
+def test_bits_per_second_is_per_pulse_times_repetition_rate() -> None:
+    link = LinkSpec(length_km=30.0, repetition_rate_hz=2.5e9)
+    per_pulse = secret_key_rate_per_pulse("bb84-decoy", link)
+    assert quantum.secret_key_rate_bps("bb84-decoy", link) == per_pulse * 2.5e9
+
+
 def test_curve_ignores_length_and_uses_the_given_distances() -> None:
     d = np.array([25.0])
     a = secret_key_rate_curve("bb84-decoy", LinkSpec(length_km=0.0), d)

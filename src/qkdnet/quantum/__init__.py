@@ -5,6 +5,7 @@ Pure computation (NumPy in, NumPy out; no I/O, no clocks). The stable entry poin
 - :class:`LinkSpec` — the physical description of a link;
 - :func:`secret_key_rate_per_pulse` — asymptotic secret key, bits per pulse, for one link;
 - :func:`secret_key_rate_curve` — the same, vectorised over distance (km);
+- :func:`secret_key_rate_bps` — bits per second (per pulse × ``link.repetition_rate_hz``);
 - :func:`plob_bound`, :func:`tgw_bound` — repeaterless bounds, bits per channel use;
 - :data:`PROTOCOLS` — the protocol names accepted above.
 
@@ -87,6 +88,11 @@ def secret_key_rate_per_pulse(protocol: str, link: LinkSpec, *, optimise: bool =
     return float(secret_key_rate_curve(protocol, link, [link.length_km], optimise=optimise)[0])
 
 
+def secret_key_rate_bps(protocol: str, link: LinkSpec, *, optimise: bool = False) -> float:
+    """Asymptotic secret key rate of ``link`` in bits per second (per pulse × repetition rate)."""
+    return secret_key_rate_per_pulse(protocol, link, optimise=optimise) * link.repetition_rate_hz
+
+
 def plob_curve(link: LinkSpec, distance_km: ArrayLike) -> NDArray[np.float64]:
     """PLOB bound (bits per channel use) of the link's fibre at each distance (km)."""
     return plob_bound(channel_transmittance(link, distances(distance_km)))
@@ -99,6 +105,7 @@ __all__ = [
     "infinite_decoy_rate",
     "plob_bound",
     "plob_curve",
+    "secret_key_rate_bps",
     "secret_key_rate_curve",
     "secret_key_rate_per_pulse",
     "tgw_bound",
