@@ -85,9 +85,9 @@ class RunReport:
         """The summary.json content (documented in docs/postprocessing.md)."""
         s = pipeline.summary
         ok = [b for b in self.blocks if not b.aborted]
-        tested = [b for b in self.blocks if b.qber is not None]
-        n_test = sum(b.estimate.test_bits for b in tested if b.estimate is not None)
-        m_test = sum(b.estimate.test_errors for b in tested if b.estimate is not None)
+        tested = [b for b in self.blocks if b.estimate is not None]
+        n_test = sum(b.test_bits for b in self.blocks)
+        m_test = sum(b.test_errors for b in self.blocks)
         denom = sum(
             b.sifted_bits * _h(b.qber_actual) for b in ok if b.qber_actual is not None
         )

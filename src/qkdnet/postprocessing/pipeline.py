@@ -71,6 +71,9 @@ class PipelineConfig:
     #: Abort when the test-basis QBER exceeds this fraction.
     qber_threshold: float = 0.11
     verification_tag_bits: int = 64
+    #: Toeplitz hashing method of qkdnet.postprocessing.amplification. "fft" needs no
+    #: just-in-time compilation (the "clmul" kernels take seconds to compile per process).
+    amplification_method: Literal["auto", "clmul", "fft"] = "fft"
     #: Pre-shared key Alice and Bob start with for Wegman–Carter authentication, bits.
     preshared_key_bits: int = 1 << 16
 
@@ -103,6 +106,8 @@ class BlockResult:
     pulses: int
     detections: int
     sifted_bits: int
+    test_bits: int = 0
+    test_errors: int = 0
     qber: float | None = None
     qber_interval: tuple[float, float] | None = None
     qber_actual: float | None = None
@@ -241,6 +246,11 @@ class Pipeline:
             block = sift(records)
             seconds["sift"] = self._now() - t
             info["sifted_bits"] = block.sifted_bits
+            info["test_bits"] = int(block.test_counts.sum())
+            info["test_errors"] = int(block.test_errors.sum())
+            if info["test_bits"]:
+                # Reported even when estimation aborts the block.
+                info["qber"] = info["test_errors"] / info["test_bits"]
             for sender, message in block.messages:
                 self._send(sender, message, seconds)
 
@@ -297,11 +307,12 @@ class Pipeline:
                     f"no secret key: the finite-key bound gives {ell} bits "
                     f"(phase-error bound {est.phase_error:.3f}, {leaked} bits leaked)"
                 )
-            alice_final, seed = privacy_amplification(block.alice_key, ell, self.rng)
+            method = cfg.amplification_method
+            alice_final, seed = privacy_amplification(block.alice_key, ell, self.rng, method)
             seconds["amplify"] = self._now() - t
             self._send("alice", _pack(np.asarray(seed, dtype=np.uint8)), seconds)
             t = self._now()
-            bob_final = toeplitz_hash(corrected, ell, seed)
+            bob_final = toeplitz_hash(corrected, ell, seed, method)
             seconds["amplify"] += self._now() - t
             if not hmac.compare_digest(_pack(alice_final), _pack(bob_final)):
                 raise VerificationFailed("final keys differ after privacy amplification")
