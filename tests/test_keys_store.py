@@ -227,6 +227,14 @@ def test_sqlite_erasure_leaves_no_key_bytes_on_disk(tmp_path: Path) -> None:
     store.checkpoint()
     assert secret not in on_disk()
     assert secret[:16] not in on_disk()
+    # Link key taken by byte ranges: the bytes taken leave the disk, the rest stays.
+    link = KeyBlock(uuid.uuid4(), os.urandom(64), "L", 0.0)
+    store.put("l", [link])
+    _, taken = store.take_bytes("l", 24)
+    store.checkpoint()
+    assert taken == link.bits[:24]
+    assert taken[:12] not in on_disk() and taken[12:] not in on_disk()
+    assert link.bits[24:] in on_disk()
     store.close()
     # The file is a sound SQLite database afterwards.
     with sqlite3.connect(path) as conn:

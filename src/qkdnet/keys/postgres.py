@@ -81,6 +81,14 @@ class PostgresKeyStore(_SqlKeyStore):
                 except psycopg.Error as exc:
                     raise StoreError(f"PostgreSQL key store: {exc}") from exc
 
+    def _zero(self, cur: Any, pool: str, kid: str, start: int, n: int) -> None:
+        self._exec(
+            cur,
+            "UPDATE qk_keys SET bits = OVERLAY(bits PLACING ? FROM ? FOR ?) "
+            "WHERE pool = ? AND key_id = ?",
+            (bytes(n), start + 1, n, pool, kid),
+        )
+
     def close(self) -> None:
         """Close the connection."""
         with self._lock:

@@ -395,13 +395,14 @@ class _SqlKeyStore:
 
         Returns the ranges (to name in a Kx message) and the bytes. Blocks under a live
         reservation are skipped. All or nothing: raises KeyExhausted if the pool is short.
+        Only the bytes taken are read and overwritten, so large blocks cost nothing extra.
         """
         _check_pool(pool)
         _check_number(size_bytes)
         ranges: list[KeyRange] = []
         chunks: list[bytes] = []
         with self._tx(pool) as cur:
-            sql = f"SELECT {_COLS} FROM qk_keys WHERE pool = ?"
+            sql = "SELECT key_id, LENGTH(bits), used FROM qk_keys WHERE pool = ?"
             params: tuple[Any, ...] = (pool,)
             if now is not None:
                 sql += " AND (holder IS NULL OR reserved_until <= ?)"
@@ -409,56 +410,78 @@ class _SqlKeyStore:
             self._exec(cur, sql + " ORDER BY seq", params)
             need = size_bytes
             plan = []
-            for row in cur.fetchall():
-                if need == 0:
+            while need > 0:
+                row = cur.fetchone()
+                if row is None:
                     break
-                bits, used = bytes(row[1]), int(row[5])
-                n = min(need, len(bits) - used)
-                if n <= 0:
-                    continue
-                plan.append((row[0], bits, used, n))
-                need -= n
+                length, used = int(row[1]), int(row[2])
+                n = min(need, length - used)
+                if n > 0:
+                    plan.append((row[0], length, used, n))
+                    need -= n
             if need > 0:
+                have = size_bytes - need + sum(int(r[1]) - int(r[2]) for r in cur.fetchall())
                 raise KeyExhausted(
-                    f"pool {pool!r} has {size_bytes - need} byte(s) of key, "
-                    f"the request needs {size_bytes}"
+                    f"pool {pool!r} has {have} byte(s) of key, the request needs {size_bytes}"
                 )
-            for kid, bits, used, n in plan:
+            for kid, length, used, n in plan:
                 ranges.append(KeyRange(uuid.UUID(kid), used, used + n))
-                chunks.append(bits[used : used + n])
-                self._advance(cur, pool, kid, bits, used + n)
+                chunks.append(self._slice(cur, pool, kid, used, n))
+                self._advance(cur, pool, kid, length, used, used + n)
         return ranges, b"".join(chunks)
 
-    def _advance(self, cur: Any, pool: str, kid: str, bits: bytes, new_used: int) -> None:
-        # Erase the used prefix; a fully used block is deleted and tombstoned.
-        if new_used >= len(bits):
-            self._erase(cur, pool, kid, len(bits))
-        else:
-            self._exec(
-                cur,
-                "UPDATE qk_keys SET bits = ?, used = ? WHERE pool = ? AND key_id = ?",
-                (bytes(new_used) + bits[new_used:], new_used, pool, kid),
-            )
+    def _slice(self, cur: Any, pool: str, kid: str, start: int, n: int) -> bytes:
+        self._exec(
+            cur,
+            "SELECT SUBSTR(bits, ?, ?) FROM qk_keys WHERE pool = ? AND key_id = ?",
+            (start + 1, n, pool, kid),
+        )
+        return bytes(cur.fetchone()[0])
 
-    def _ranges(self, cur: Any, pool: str, ranges: Sequence[KeyRange]) -> list[tuple[str, bytes]]:
-        rows = []
-        last: dict[str, int] = {}
+    def _zero(self, cur: Any, pool: str, kid: str, start: int, n: int) -> None:
+        """Overwrite bytes ``[start, start + n)`` of a block with zeros (backend-specific)."""
+        raise NotImplementedError
+
+    def _advance(
+        self, cur: Any, pool: str, kid: str, length: int, used: int, new_used: int
+    ) -> None:
+        # Erase bytes [used, new_used); a fully used block is deleted and tombstoned.
+        if new_used >= length:
+            self._erase(cur, pool, kid, length)
+            return
+        self._zero(cur, pool, kid, used, new_used - used)
+        self._exec(
+            cur,
+            "UPDATE qk_keys SET used = ? WHERE pool = ? AND key_id = ?",
+            (new_used, pool, kid),
+        )
+
+    def _ranges(
+        self, cur: Any, pool: str, ranges: Sequence[KeyRange]
+    ) -> tuple[bytes, dict[str, tuple[int, int, int]]]:
+        """Check ``ranges`` against the blocks; their bytes and, per block, (length, used, end)."""
+        blocks: dict[str, tuple[int, int, int]] = {}
+        chunks = []
         for rng in ranges:
             kid = str(rng.key_id)
-            self._exec(
-                cur, "SELECT bits, used FROM qk_keys WHERE pool = ? AND key_id = ?", (pool, kid)
-            )
-            row = cur.fetchone()
-            if row is None:
-                raise self._missing(cur, pool, kid)
-            bits, used = bytes(row[0]), max(int(row[1]), last.get(kid, 0))
-            if rng.start < used:
-                raise KeyAlreadyConsumed(f"bytes {rng.start}..{used} of key {kid} already used")
-            if rng.end > len(bits):
-                raise KeyNotFound(f"key {kid} has only {len(bits)} bytes, range ends at {rng.end}")
-            last[kid] = rng.end
-            rows.append((kid, bits))
-        return rows
+            if kid not in blocks:
+                self._exec(
+                    cur,
+                    "SELECT LENGTH(bits), used FROM qk_keys WHERE pool = ? AND key_id = ?",
+                    (pool, kid),
+                )
+                row = cur.fetchone()
+                if row is None:
+                    raise self._missing(cur, pool, kid)
+                blocks[kid] = (int(row[0]), int(row[1]), int(row[1]))
+            length, used, end = blocks[kid]
+            if rng.start < end:
+                raise KeyAlreadyConsumed(f"bytes {rng.start}..{end} of key {kid} already used")
+            if rng.end > length:
+                raise KeyNotFound(f"key {kid} has only {length} bytes, range ends at {rng.end}")
+            blocks[kid] = (length, used, rng.end)
+            chunks.append(self._slice(cur, pool, kid, rng.start, rng.size_bytes))
+        return b"".join(chunks), blocks
 
     def read_ranges(self, pool: str, ranges: Sequence[KeyRange]) -> bytes:
         """The bytes of ``ranges`` without consuming them (to verify a MAC first).
@@ -467,8 +490,7 @@ class _SqlKeyStore:
         (a replay), KeyNotFound for an unknown block.
         """
         with self._tx() as cur:
-            rows = self._ranges(cur, pool, ranges)
-        return b"".join(bits[r.start : r.end] for (_, bits), r in zip(rows, ranges, strict=True))
+            return self._ranges(cur, pool, ranges)[0]
 
     def consume_ranges(self, pool: str, ranges: Sequence[KeyRange]) -> bytes:
         """Consume ``ranges`` (named by the sender) and return their bytes; all or nothing.
@@ -477,13 +499,9 @@ class _SqlKeyStore:
         crashed before its message left, so they are gone at its end already.
         """
         with self._tx(pool) as cur:
-            rows = self._ranges(cur, pool, ranges)
-            out = b"".join(bits[r.start : r.end] for (_, bits), r in zip(rows, ranges, strict=True))
-            final: dict[str, tuple[bytes, int]] = {}
-            for (kid, bits), r in zip(rows, ranges, strict=True):
-                final[kid] = (bits, r.end)
-            for kid, (bits, end) in final.items():
-                self._advance(cur, pool, kid, bits, end)
+            out, blocks = self._ranges(cur, pool, ranges)
+            for kid, (length, used, end) in blocks.items():
+                self._advance(cur, pool, kid, length, used, end)
         return out
 
     # -- inspection -----------------------------------------------------------------------
@@ -530,10 +548,16 @@ class SQLiteKeyStore(_SqlKeyStore):
     ``secure_delete`` makes SQLite overwrite deleted content with zeros; WAL lets readers
     (audits, the dashboard) run beside the writer. Safe for several threads (one
     connection behind a lock) and several processes (``BEGIN IMMEDIATE``, busy timeout).
-    ``synchronous=FULL``: a commit survives power loss, so an acknowledged key is on disk.
+    ``synchronous="FULL"`` (default): a commit survives power loss, so an acknowledged key
+    is on disk. ``"NORMAL"`` still survives a process crash (WAL) but may lose the last
+    commits on power loss — enough for simulation; ``path=":memory:"`` keeps nothing.
     """
 
-    def __init__(self, path: str | Path, *, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, path: str | Path, *, timeout_s: float = 30.0, synchronous: str = "FULL"
+    ) -> None:
+        if synchronous not in ("FULL", "NORMAL", "OFF"):
+            raise ParameterError("synchronous", f"FULL, NORMAL or OFF, got {synchronous!r}")
         self.path = Path(path)
         self._lock = threading.RLock()
         try:
@@ -541,7 +565,7 @@ class SQLiteKeyStore(_SqlKeyStore):
                 str(self.path), timeout=timeout_s, isolation_level=None, check_same_thread=False
             )
             self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute(f"PRAGMA synchronous={synchronous}")
             self._conn.execute("PRAGMA secure_delete=ON")
             self._conn.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
             for stmt in _SCHEMA:
@@ -575,6 +599,13 @@ class SQLiteKeyStore(_SqlKeyStore):
                     raise StoreError(f"key store {self.path}: {exc}") from exc
             finally:
                 cur.close()
+
+    def _zero(self, cur: Any, pool: str, kid: str, start: int, n: int) -> None:
+        # In place through SQLite's incremental blob I/O: no copy of the rest of the block.
+        cur.execute("SELECT seq FROM qk_keys WHERE pool = ? AND key_id = ?", (pool, kid))
+        with self._conn.blobopen("qk_keys", "bits", cur.fetchone()[0]) as blob:
+            blob.seek(start)
+            blob.write(bytes(n))
 
     def checkpoint(self) -> None:
         """Copy the WAL into the database file and truncate it to zero bytes.
