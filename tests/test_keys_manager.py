@@ -393,3 +393,30 @@ def test_compromised_trusted_node_view_vs_end_key(tmp_path: Path, paths: int) ->
         assert equal < 9
         # Binomial(300, 1/2)/300 per bit: 4.5 sigma band = +-0.13.
         assert np.all(np.abs(agree - 0.5) < 0.13), agree
+
+
+def test_relay_to_unknown_sae_fails_and_keeps_links_in_step(store_factory: Factory) -> None:
+    net = make_net(store_factory, CHAIN4, np.random.default_rng(16))
+    with pytest.raises(RelayError, match="not attached"):
+        net.kms["A"].supply("sae-A", "nobody", "D", 1, 256)
+    assert net.in_step()
+    assert not [p for km in net.kms.values() for p in km.store.pools() if not p.startswith("link:")]
+
+
+def test_failed_multipath_share_is_purged_after_ttl(store_factory: Factory) -> None:
+    net = make_net(store_factory, DIAMOND, np.random.default_rng(17), reservation_ttl_s=10.0)
+    net.transport.detach("C")  # the second path is down: the probe notices, nothing is spent
+    before = net.avail()
+    with pytest.raises(RelayError, match="unreachable"):
+        net.kms["A"].supply("sae-A", "sae-D", "D", 1, 256, policy=RelayPolicy(paths=2))
+    assert net.avail() == before
+    for km in net.kms.values():
+        km.probe = False  # without the probe, the first share arrives and waits
+    with pytest.raises(RelayError):
+        net.kms["A"].supply("sae-A", "sae-D", "D", 1, 256, policy=RelayPolicy(paths=2))
+    stage = [p for p in net.kms["D"].store.pools() if p.startswith("stage:")]
+    assert len(stage) == 1  # the share that came over A-B-D waits for its twin
+    assert net.kms["D"].purge_stale_shares() == 0  # not stale yet
+    net.clock.advance(11.0)
+    assert net.kms["D"].purge_stale_shares() == 1
+    assert not [p for p in net.kms["D"].store.pools() if p.startswith("stage:")]

@@ -684,7 +684,13 @@ class KeyManager:
             )
 
         if hop == len(path) - 1:
-            self._store_share(relay_id, master, slave, key_ids, size, share, part, parts)
+            try:
+                self._store_share(relay_id, master, slave, key_ids, size, share, part, parts)
+            except (KeyManagementError, ParameterError) as exc:
+                # Refused here (unknown SAE, clashing key ID): spend the incoming key anyway
+                # so the link stays in step, and tell the origin.
+                self.store.consume_ranges(pool, ranges)
+                return answer(MessageKind.RELAY_FAILED, {"reason": "refused", "message": str(exc)})
             self.store.consume_ranges(pool, ranges)
             self._count(self.stats.link_bytes_received, message.link_id, need)
             return answer(MessageKind.RELAY_COMPLETE, {"node": self.node_id})
@@ -720,6 +726,19 @@ class KeyManager:
         self._count(self.stats.link_bytes_received, message.link_id, need)
         return answer(resp.kind, {k: v for k, v in resp.body.items() if k != "relay_id"})
 
+    def purge_stale_shares(self, max_age_s: float | None = None) -> int:
+        """Erase shares of multi-path relays that never completed (a path failed) and are
+        older than ``max_age_s`` seconds (default: the reservation TTL); returns how many."""
+        max_age_s = self.reservation_ttl_s if max_age_s is None else max_age_s
+        cutoff = self.clock.now() - max_age_s
+        erased = 0
+        for pool in self.store.pools():
+            if pool.startswith("stage:"):
+                blocks = self.store.blocks(pool)
+                if blocks and max(b.created for b in blocks) < cutoff:
+                    erased += self.store.purge(pool)
+        return erased
+
     def _store_share(
         self, relay_id: str, master: str, slave: str, key_ids: list[uuid.UUID], size: int,
         share: bytes, part: int, parts: int,
@@ -734,6 +753,7 @@ class KeyManager:
             raise RelayError("bad share index")
         stage = f"stage:{relay_id}"
         now = self.clock.now()
+        self.purge_stale_shares()
         blocks = [
             KeyBlock(uuid.uuid5(kid, str(part)), share[i * size : (i + 1) * size], stage, now)
             for i, kid in enumerate(key_ids)
