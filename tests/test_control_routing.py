@@ -108,8 +108,7 @@ def test_policies_and_reasons() -> None:
         c.paths("A", "C", RoutePolicy(via_nodes=frozenset({"D"})))
     with pytest.raises(RoutingError, match=">= 9000 bits/s"):
         c.paths("A", "C", RoutePolicy(min_rate_bps=9000))
-    c.nodes["B"].trusted = False
-    c.km.nodes["B"]["trusted"] = False
+    c.set_node_trusted("B", False)
     assert c.paths("A", "C") == [["A", "D", "E", "C"]]
     c.set_node_up("D", False)
     with pytest.raises(RoutingError, match="trusted nodes"):
@@ -129,3 +128,22 @@ def test_find_paths_accepts_keys_style_policy() -> None:
         ("A", "B", "C"), ("A", "D", "E", "C")
     ]
     assert find_paths(c.km, "A", "B", RoutePolicy()) == [["A", "B"]]
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_fast_path_agrees_with_generic_search(seed: int) -> None:
+    c = random_controller(seed, n=10, p=0.35)
+    rng = np.random.default_rng(seed)
+    for lid in rng.choice(list(c.links), size=min(3, len(c.links)), replace=False):
+        c.set_link_up(str(lid), False)
+    c.set_node_trusted(f"n{int(rng.integers(2, 10))}", False)
+    for s, t in [("n0", "n1"), ("n2", "n3"), ("n0", "n5")]:
+        try:
+            generic = find_paths(c.km, s, t, RoutePolicy())
+        except RoutingError as exc:
+            with pytest.raises(RoutingError) as info:
+                c.paths(s, t)
+            assert str(info.value) == str(exc)
+            continue
+        assert length(c, c.paths(s, t)[0]) == pytest.approx(length(c, generic[0]), rel=1e-6)

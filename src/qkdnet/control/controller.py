@@ -19,6 +19,7 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
+from qkdnet.control._fast import ServiceGraph
 from qkdnet.control.model import (
     Alarm,
     AlarmKind,
@@ -30,7 +31,7 @@ from qkdnet.control.model import (
     VirtualLink,
     path_links,
 )
-from qkdnet.control.routing import find_paths
+from qkdnet.control.routing import STAGE_REASON, find_paths
 from qkdnet.errors import ParameterError, RoutingError
 
 
@@ -88,6 +89,11 @@ class Controller:
         self._reserved: dict[frozenset[str], float] = {}
         self._link_order: list[str] = []
         self._pool_low = np.zeros(0, dtype=bool)
+        self._fast: ServiceGraph | None = None
+        self._preferred: dict[str, list[list[str]]] = {}
+        self._pair_of_link: list[int] = []
+        self._pairs: dict[frozenset[str], int] = {}
+        self._pair_data: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ topology
 
@@ -107,7 +113,26 @@ class Controller:
         self.nodes[qkdn_id] = node
         self.graph.add_node(qkdn_id)
         self.km.add_node(qkdn_id, up=True, trusted=trusted, security_level=security_level)
+        self._fast = None
         return node
+
+    def set_node_trusted(
+        self, qkdn_id: str, trusted: bool, time_s: float = 0.0
+    ) -> list[RouteChange]:
+        """Change whether a node may relay keys; routes through a node no longer trusted
+        move at once."""
+        node = self.nodes.get(qkdn_id)
+        if node is None:
+            raise ParameterError("qkdn_id", f"unknown node {qkdn_id!r}")
+        if node.trusted == trusted:
+            return []
+        node.trusted = trusted
+        self.km.nodes[qkdn_id]["trusted"] = trusted
+        self._fast = None
+        reason = f"node {qkdn_id} {'trusted' if trusted else 'no longer trusted'}"
+        if trusted:
+            return self._restore(time_s, reason, set(), {qkdn_id})
+        return self._reroute_affected(time_s, set(), {qkdn_id}, reason)
 
     def add_link(
         self,
@@ -137,6 +162,12 @@ class Controller:
         self._pool_low = np.append(self._pool_low, False)
         self.graph.add_edge(a, b, key=qkdl_id)
         self._refresh_pair(a, b)
+        pair = frozenset((a, b))
+        if pair not in self._pairs:
+            self._pairs[pair] = len(self._pair_data)
+            self._pair_data.append(self.km.edges[a, b])
+        self._pair_of_link.append(self._pairs[pair])
+        self._fast = None
         return link
 
     def link_ids(self) -> list[str]:
@@ -171,7 +202,27 @@ class Controller:
         This is the router a KeyManager takes. ``policy`` is a RoutePolicy or any object
         with like-named attributes (``qkdnet.keys.RelayPolicy``). Raises RoutingError.
         """
-        return find_paths(self.km, source, target, RoutePolicy.from_any(policy))
+        pol = RoutePolicy.from_any(policy)
+        if source in self.km and target in self.km and source != target and all(
+            self.km.nodes[n].get("up", True) for n in (source, target)
+        ):
+            if self._fast is None:
+                self._fast = ServiceGraph(self.km)
+            fast = self._fast
+            stage = fast.connected_stage(source, target)
+            if stage == 2 and not fast.handles(source, target):
+                stage = -1  # an untrusted end point: its own edges are allowed, search
+            if stage >= 0:
+                raise RoutingError(STAGE_REASON[stage].format(
+                    s=source, t=target, lvl=pol.min_security_level, rate=pol.min_rate_bps))
+            plain = (pol.metric == "shortest" and pol.paths == 1 and not pol.via_nodes
+                     and not pol.avoid_nodes and pol.min_rate_bps == 0.0
+                     and pol.min_security_level == 0)
+            if plain and fast.handles(source, target):
+                path = fast.shortest(source, target)
+                if path is not None:
+                    return [path]
+        return find_paths(self.km, source, target, pol)
 
     @property
     def router(self) -> Any:
@@ -236,28 +287,40 @@ class Controller:
         for route in self.routes.values():
             hit = bool(route.links_used() & pairs) or bool(route.nodes_used() & nodes)
             if hit:
+                before = [list(p) for p in route.paths]
                 change = self._recompute(route, time_s, reason)
                 if change is not None:
                     changes.append(change)
+                    if route.route_id not in self._displaced:
+                        self._preferred[route.route_id] = before
                     self._displaced.add(route.route_id)
         changes.extend(self._readmit_reservations(time_s, pairs, nodes, reason))
         return changes
 
-    def _restore(self, time_s: float, reason: str) -> list[RouteChange]:
-        """After a repair: retry routes without a path and re-optimise displaced ones."""
+    def _restore(self, time_s: float, reason: str, pairs: set[frozenset[str]],
+                 nodes: set[str]) -> list[RouteChange]:
+        """After a repair: retry routes without a path, and move back the displaced routes
+        whose preferred path (the one before their first displacement) crosses the
+        repaired element. Other displaced routes wait for a repair on their own path."""
         changes = []
-        retry = set(self._displaced) | {r for r, x in self.routes.items() if not x.paths}
+        retry = {r for r, x in self.routes.items() if not x.paths}
+        for route_id in self._displaced:
+            preferred = self._preferred.get(route_id, [])
+            crossed = {frozenset(pr) for p in preferred for pr in zip(p, p[1:], strict=False)}
+            if crossed & pairs or {n for p in preferred for n in p} & nodes:
+                retry.add(route_id)
         for route_id in sorted(retry):
             route = self.routes.get(route_id)
             if route is None:
                 continue
             change = self._recompute(route, time_s, reason)
             if change is not None:
-                # It moved, maybe not yet back to its best path: look again at the next repair.
                 changes.append(change)
                 self._displaced.add(route_id)
-            elif route.paths:
+                self._preferred.setdefault(route_id, [])
+            if route.paths and route.paths == self._preferred.get(route_id):
                 self._displaced.discard(route_id)
+                self._preferred.pop(route_id, None)
         self._retry_unmet(time_s)
         return changes
 
@@ -313,10 +376,11 @@ class Controller:
             return []
         node.up = up
         self.km.nodes[qkdn_id]["up"] = up
+        self._fast = None
         reason = f"node {qkdn_id} {'up' if up else 'down'}"
         if up:
             self._clear(time_s, AlarmKind.NODE_DOWN, qkdn_id, reason)
-            return self._restore(time_s, reason)
+            return self._restore(time_s, reason, set(), {qkdn_id})
         self._raise(time_s, AlarmKind.NODE_DOWN, qkdn_id, reason)
         return self._reroute_affected(time_s, set(), {qkdn_id}, reason)
 
@@ -326,10 +390,11 @@ class Controller:
         before = self.km.edges[a, b]["in_service"]
         self._refresh_pair(a, b)
         after = self.km.edges[a, b]["in_service"]
+        self._fast = None  # the edge's length may have changed even if still in service
         if before and not after:
             return self._reroute_affected(time_s, {frozenset((a, b))}, set(), reason)
         if after and not before:
-            return self._restore(time_s, reason)
+            return self._restore(time_s, reason, {frozenset((a, b))}, set())
         return []
 
     def set_link_metrics(self, qkdl_id: str, *, key_rate_bps: float | None = None,
@@ -363,10 +428,13 @@ class Controller:
             else:
                 self._clear(time_s, AlarmKind.POOL_LOW, lid, "pool refilled")
         self._pool_low = low
-        for lid, value in zip(self._link_order, pool_bits, strict=True):
-            self.links[lid].pool_bits = float(value)
-        for a, b in self.km.edges:
-            self._refresh_pair(a, b)
+        in_service = np.array([self.links[k].in_service for k in self._link_order], dtype=bool)
+        sums = np.bincount(self._pair_of_link, weights=np.where(in_service, pool_bits, 0.0),
+                           minlength=len(self._pair_data))
+        for lid, value in zip(self._link_order, pool_bits.tolist(), strict=True):
+            self.links[lid].pool_bits = value
+        for data, value in zip(self._pair_data, sums.tolist(), strict=True):
+            data["pool_bits"] = value
         return self.alarms[n_before:]
 
     def _link(self, qkdl_id: str) -> LinkState:

@@ -58,7 +58,7 @@ def _predicates(
     return node_ok, edge_ok
 
 
-_STAGE_REASON = {
+STAGE_REASON = {
     0: "no physical path between {s} and {t}",
     1: "no path between {s} and {t} over links in service and nodes up",
     2: "no path between {s} and {t} through trusted nodes",
@@ -209,7 +209,7 @@ def diagnose(km: nx.Graph, source: str, target: str, policy: RoutePolicy) -> str
     for stage in range(FULL + 1):
         node_ok, edge_ok = _predicates(km, source, target, policy, stage)
         if _shortest(km, source, target, node_ok, edge_ok) is None:
-            return _STAGE_REASON[stage].format(
+            return STAGE_REASON[stage].format(
                 s=source, t=target, lvl=policy.min_security_level, rate=policy.min_rate_bps
             )
     return f"no path between {source} and {target} satisfies the policy"

@@ -99,6 +99,12 @@ def run_steps(
                     g = app_groups[j]
                     need = got * app_blocks[a]
                     avail[g] -= need
+                    if need == 0:
+                        continue
+                    if group_ptr[g + 1] - group_ptr[g] == 1:  # one QKD link: the usual case
+                        link = group_links[group_ptr[g]]
+                        pool[link] -= need
+                        continue
                     # Parallel QKD links: draw in proportion to their pools, so they
                     # drain evenly; the rounding remainder goes one block at a time.
                     total = np.int64(0)

@@ -147,6 +147,38 @@ def schedule_failures(scenario: Scenario, duration_s: float, dt: float,
     return events
 
 
+class _Demand:
+    """Every application's demand profile as arrays, evaluated for all at once."""
+
+    def __init__(self, apps: tuple[ApplicationSpec, ...]) -> None:
+        self.apps = apps
+        kinds = np.array([a.demand.kind for a in apps])
+        self.constant = np.flatnonzero(kinds == "constant")
+        self.diurnal = np.flatnonzero(kinds == "diurnal")
+        self.steps = np.flatnonzero(kinds == "steps")
+        self.rate = np.array([a.demand.rate_keys_per_s for a in apps], dtype=np.float64)
+        self.amplitude = np.array([a.demand.amplitude for a in apps], dtype=np.float64)
+        self.peak = np.array([a.demand.peak_hour for a in apps], dtype=np.float64)
+        self.poisson = np.array([a.demand.poisson for a in apps], dtype=bool)
+
+    def mean_keys(self, times_s: np.ndarray) -> np.ndarray:
+        """Mean keys per second, array (len(times_s), applications)."""
+        out = np.empty((len(times_s), len(self.apps)))
+        out[:, self.constant] = self.rate[self.constant]
+        if len(self.diurnal):
+            d = self.diurnal
+            # cos(x - p) = cos x cos p + sin x sin p: two trigonometric calls per time and
+            # per application instead of one per (time, application).
+            x = 2.0 * np.pi * (times_s / SECONDS_PER_HOUR) / 24.0
+            p = 2.0 * np.pi * self.peak[d] / 24.0
+            cos_xp = np.outer(np.cos(x), np.cos(p)) + np.outer(np.sin(x), np.sin(p))
+            dip = 0.5 * (1.0 - cos_xp)
+            out[:, d] = self.rate[d] * (1.0 - self.amplitude[d] * dip)
+        for i in self.steps:
+            out[:, i] = demand_rate(self.apps[i].demand, times_s)
+        return out
+
+
 class _Network:
     """Arrays the kernel works on, rebuilt from the controller's routes when they change."""
 
@@ -160,15 +192,24 @@ class _Network:
         self.group_ptr[1:] = np.cumsum([len(v) for v in pairs.values()])
         self.group_links = np.array([i for v in pairs.values() for i in v], dtype=np.int64)
 
+        self._cache: dict[int, tuple[list[list[str]], np.ndarray]] = {}
+
     def incidence(self, routes: list[list[list[str]]]) -> tuple[np.ndarray, np.ndarray]:
-        ptr = np.zeros(len(routes) + 1, dtype=np.int64)
-        groups: list[int] = []
+        """CSR of the key-management links each application's paths cross (cached per
+        application: only changed routes are translated again)."""
+        parts = []
         for a, paths in enumerate(routes):
-            for path in paths:
-                groups.extend(self.group_index[frozenset(p)] for p in zip(path, path[1:],
-                                                                         strict=False))
-            ptr[a + 1] = len(groups)
-        return ptr, np.array(groups, dtype=np.int64)
+            cached = self._cache.get(a)
+            if cached is None or cached[0] != paths:
+                groups = [self.group_index[frozenset(p)] for path in paths
+                          for p in zip(path, path[1:], strict=False)]
+                cached = ([list(p) for p in paths], np.array(groups, dtype=np.int64))
+                self._cache[a] = cached
+            parts.append(cached[1])
+        ptr = np.zeros(len(routes) + 1, dtype=np.int64)
+        ptr[1:] = np.cumsum([len(p) for p in parts])
+        flat = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        return ptr, flat.astype(np.int64)
 
 
 def simulate(
@@ -303,6 +344,7 @@ def simulate(
     usable, produce = usable_and_produce()
     log_paths(0.0)
     n_alarms_seen = 0
+    demand = _Demand(scenario.applications)
     det_cum = np.zeros(n_apps, dtype=np.float64)
     det_count = np.zeros(n_apps, dtype=np.int64)
     step = 0
@@ -360,18 +402,19 @@ def simulate(
         if n <= 0:
             continue
         times = (step + np.arange(n)) * dt
+        mean = demand.mean_keys(times) * dt
         requests = np.empty((n, n_apps), dtype=np.int64)
-        for i, app in enumerate(scenario.applications):
-            mean = demand_rate(app.demand, times) * dt
-            if app.demand.poisson:
-                requests[:, i] = demand_rng.poisson(mean)
-            else:  # deterministic: a whole key each time the cumulative mean crosses one
-                cum = det_cum[i] + np.cumsum(mean)
-                counts = np.floor(cum + 1e-9).astype(np.int64)
-                requests[:, i] = np.diff(np.concatenate(([det_count[i]], counts)))
-                det_cum[i], det_count[i] = cum[-1], counts[-1]
+        if demand.poisson.any():
+            requests[:, demand.poisson] = demand_rng.poisson(mean[:, demand.poisson])
+        for i in np.flatnonzero(~demand.poisson).tolist():
+            # Deterministic: a whole key each time the cumulative mean crosses one.
+            cum = det_cum[i] + np.cumsum(mean[:, i])
+            counts = np.floor(cum + 1e-9).astype(np.int64)
+            requests[:, i] = np.diff(np.concatenate(([det_count[i]], counts)))
+            det_cum[i], det_count[i] = cum[-1], counts[-1]
         bucket_of = (step + np.arange(n)) // steps_per_bucket
-        np.add.at(requested, (bucket_of[:, None], np.arange(n_apps)[None, :]), requests)
+        starts = np.flatnonzero(np.diff(bucket_of, prepend=-1))
+        requested[bucket_of[starts]] += np.add.reduceat(requests, starts, axis=0)
         run_steps(step, n, steps_per_bucket, pool, carry, capacity, produce, usable,
                   net.group_ptr, net.group_links, app_ptr, app_groups, app_blocks, routable,
                   class_ptr, class_apps, requests, served, no_key, no_route, pool_record)
