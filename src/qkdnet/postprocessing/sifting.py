@@ -63,25 +63,19 @@ def _sift_kernel(
     key_counts = np.zeros(n_classes, dtype=np.int64)
     test_counts = np.zeros(n_classes, dtype=np.int64)
     test_errors = np.zeros(n_classes, dtype=np.int64)
-    n_key = 0
-    n_test = 0
-    for i in range(n):
-        if a_basis[i] == b_basis[i]:
-            if a_basis[i] == 0:
-                n_key += 1
-            else:
-                n_test += 1
-    alice_key = np.empty(n_key, dtype=np.uint8)
-    bob_key = np.empty(n_key, dtype=np.uint8)
-    alice_test = np.empty(n_test, dtype=np.uint8)
-    bob_test = np.empty(n_test, dtype=np.uint8)
+    # One pass, writing into buffers sized for the worst case; the caller gets views.
+    alice_key = np.empty(n, dtype=np.uint8)
+    bob_key = np.empty(n, dtype=np.uint8)
+    alice_test = np.empty(n, dtype=np.uint8)
+    bob_test = np.empty(n, dtype=np.uint8)
     j = 0
     t = 0
     for i in range(n):
-        if a_basis[i] != b_basis[i]:
+        ab = a_basis[i]
+        if ab != b_basis[i]:
             continue
         c = a_class[i]
-        if a_basis[i] == 0:
+        if ab == 0:
             alice_key[j] = a_bit[i]
             bob_key[j] = b_bit[i]
             key_counts[c] += 1
@@ -91,8 +85,11 @@ def _sift_kernel(
             bob_test[t] = b_bit[i]
             t += 1
             test_counts[c] += 1
-            if a_bit[i] != b_bit[i]:
-                test_errors[c] += 1
+            test_errors[c] += a_bit[i] != b_bit[i]
+    alice_key = alice_key[:j]
+    bob_key = bob_key[:j]
+    alice_test = alice_test[:t]
+    bob_test = bob_test[:t]
     return alice_key, bob_key, key_counts, test_counts, test_errors, alice_test, bob_test
 
 
