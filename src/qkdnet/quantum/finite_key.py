@@ -32,6 +32,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from qkdnet.errors import ParameterError
+from qkdnet.quantum._finite_key_kernel import objective_kernel
 
 if TYPE_CHECKING:
     from qkdnet.quantum.link import LinkSpec
@@ -477,6 +478,36 @@ def _from_settings(
 def _objective(
     x: FloatArray, eta_sys: FloatArray, block_size: FloatArray, params: FiniteKeyParameters
 ) -> FloatArray:
+    """Search objective per row, by the Numba kernel (same numbers as _objective_reference)."""
+    box = np.array([*_QX_RANGE, _P_FLOOR, *_MU2_RANGE, *_MU1_RANGE])
+    kappa = params.epsilon_sec_per_bit
+    model = np.array(
+        [
+            params.vacuum_intensity,
+            params.dark_count_probability,
+            params.afterpulse_probability,
+            params.misalignment_error,
+            params.error_correction_efficiency,
+            params.epsilon_cor,
+            params.epsilon_sec,
+            -1.0 if kappa is None else kappa,
+        ]
+    )
+    return np.asarray(
+        objective_kernel(
+            np.ascontiguousarray(x, dtype=float).reshape(-1, _DIM),
+            np.ascontiguousarray(eta_sys, dtype=float).reshape(-1),
+            np.ascontiguousarray(block_size, dtype=float).reshape(-1),
+            box,
+            model,
+            _EPS_ITERATIONS_SEARCH,
+        )
+    )
+
+
+def _objective_reference(
+    x: FloatArray, eta_sys: FloatArray, block_size: FloatArray, params: FiniteKeyParameters
+) -> FloatArray:
     """Negative key per pulse (continuous, may be positive where there is no key)."""
     qx, p1, p2, mu1, mu2 = _to_settings(x, params.vacuum_intensity)
     with np.errstate(all="ignore"):
@@ -594,11 +625,21 @@ _CANDIDATES = 128
 _KEEP = 3
 
 
-def _candidate_starts() -> FloatArray:
-    """A deterministic low-discrepancy set of starting points (Halton, unscrambled)."""
-    from scipy.stats import qmc
+def _radical_inverse(index: NDArray[np.int64], base: int) -> FloatArray:
+    result = np.zeros(index.shape)
+    fraction = 1.0 / base
+    i = index.copy()
+    while np.any(i > 0):
+        result += fraction * (i % base)
+        i //= base
+        fraction /= base
+    return result
 
-    unit = qmc.Halton(d=_DIM, scramble=False).random(_CANDIDATES + 1)[1:]
+
+def _candidate_starts() -> FloatArray:
+    """A deterministic low-discrepancy set of starting points (Halton sequence, bases 2..11)."""
+    index = np.arange(1, _CANDIDATES + 1, dtype=np.int64)
+    unit = np.stack([_radical_inverse(index, b) for b in (2, 3, 5, 7, 11)], axis=1)
     return np.asarray(-4.0 + 8.0 * unit)
 
 
@@ -657,6 +698,7 @@ def _optimise(
         x = np.where((f_given < f_anchor)[:, None], start, x)
     x, f = _nelder_mead(x, eta_sys, block_size, params, step=0.3, iterations=200)
     x, f = _nelder_mead(x, eta_sys, block_size, params, step=0.1, iterations=150)
+    x, f = _neighbour_sweeps(x, f, eta_sys, block_size, params)
     for _ in range(2):
         bad = f >= 0.0
         good = np.flatnonzero(~bad)
@@ -670,7 +712,81 @@ def _optimise(
         better = f_new < f[bad_rows]
         x[bad_rows[better]] = x_new[better]
         f[bad_rows[better]] = f_new[better]
+    x, _ = _neighbour_sweeps(x, f, eta_sys, block_size, params)
     return x
+
+
+#: Above this many distances, optimise a subset and interpolate (see _optimise_curve).
+_DENSE_ROWS = 400
+
+
+def _optimise_curve(
+    eta_sys: FloatArray, block_size: FloatArray, params: FiniteKeyParameters
+) -> FloatArray:
+    """Optimal coordinates for a dense curve (one block size): coarse to fine.
+
+    The optimal settings change smoothly with distance, so a full search runs on
+    ``_DENSE_ROWS`` distances spread over the curve; the other rows start from the settings
+    interpolated (in log transmittance) between them, get a short Nelder-Mead polish and the
+    neighbour sweeps, which also carry key into rows past the last searched one.
+    """
+    n = eta_sys.size
+    if n <= _DENSE_ROWS:
+        return _optimise(eta_sys, block_size, params)
+    log_eta = np.log(eta_sys)
+    order = np.argsort(log_eta, kind="stable")
+    picked = order[np.linspace(0, n - 1, _DENSE_ROWS).round().astype(int)]
+    picked = picked[np.unique(log_eta[picked], return_index=True)[1]]
+    x_picked = _optimise(eta_sys[picked], block_size[picked], params)
+    x = np.stack([np.interp(log_eta, log_eta[picked], x_picked[:, i]) for i in range(_DIM)], axis=1)
+    x, f = _nelder_mead(x, eta_sys, block_size, params, step=0.05, iterations=60)
+    x[picked] = x_picked
+    f[picked] = _objective(x_picked, eta_sys[picked], block_size[picked], params)
+    x, _ = _neighbour_sweeps(x, f, eta_sys, block_size, params)
+    return x
+
+
+def _neighbour_sweeps(
+    x: FloatArray,
+    f: FloatArray,
+    eta_sys: FloatArray,
+    block_size: FloatArray,
+    params: FiniteKeyParameters,
+    sweeps: int = 40,
+) -> tuple[FloatArray, FloatArray]:
+    """Warm starts from the neighbours: a row takes its neighbour's optimum where better.
+
+    Rows are ordered by block size, then transmittance; a local search that stopped short
+    at one distance is repaired by its neighbours' settings, which propagate one row per
+    sweep; the rows that changed are then polished by a short Nelder-Mead.
+    """
+    order = np.lexsort((np.log(eta_sys), block_size))
+    same = block_size[order][1:] == block_size[order][:-1]
+    changed_any = np.zeros(x.shape[0], dtype=bool)
+    for _ in range(sweeps):
+        changed = False
+        for src, dst in ((order[:-1][same], order[1:][same]), (order[1:][same], order[:-1][same])):
+            if src.size == 0:
+                continue
+            f_try = _objective(x[src], eta_sys[dst], block_size[dst], params)
+            better = f_try < f[dst] - 1e-12 * np.abs(f[dst])
+            if better.any():
+                rows = dst[better]
+                x[rows] = x[src[better]]
+                f[rows] = f_try[better]
+                changed_any[rows] = True
+                changed = True
+        if not changed:
+            break
+    rows = np.flatnonzero(changed_any)
+    if rows.size:
+        x_new, f_new = _nelder_mead(
+            x[rows], eta_sys[rows], block_size[rows], params, step=0.05, iterations=150
+        )
+        better = f_new < f[rows]
+        x[rows[better]] = x_new[better]
+        f[rows[better]] = f_new[better]
+    return x, f
 
 
 # --------------------------------------------------------------------------------------------
@@ -731,7 +847,11 @@ def finite_key_rate(
     n_x = _check_block(block_size)
     eta_sys = _system_transmittance(distance, params)
     block = np.full(distance.shape, n_x)
-    x = _optimise(eta_sys, block, params) if optimise else _default_start(params, distance.size)
+    x = (
+        _optimise_curve(eta_sys, block, params)
+        if optimise
+        else _default_start(params, distance.size)
+    )
     return _evaluate(distance, eta_sys, n_x, x, params)
 
 
