@@ -420,3 +420,41 @@ def test_failed_multipath_share_is_purged_after_ttl(store_factory: Factory) -> N
     net.clock.advance(11.0)
     assert net.kms["D"].purge_stale_shares() == 1
     assert not [p for p in net.kms["D"].store.pools() if p.startswith("stage:")]
+
+
+class CrossFire:
+    """Delivers A's first relay message only after B has sent its own over the same link."""
+
+    def __init__(self, net: Net) -> None:
+        self.net = net
+        self.armed = True
+        self.b_error: Exception | None = None
+
+    def send(self, message: KxMessage) -> KxMessage:
+        if self.armed and message.kind is MessageKind.RELAY and message.source_node == "A":
+            self.armed = False
+            try:
+                self.net.kms["B"].supply("sae-B", "sae-A", "A", 1, 256)
+            except RelayError as exc:
+                self.b_error = exc
+        return self.net.transport.send(message)
+
+
+def test_both_ends_taking_the_same_bytes_burns_them_and_accepts_neither(
+    store_factory: Factory,
+) -> None:
+    net = make_net(store_factory, [("A", "B")], np.random.default_rng(18), probe=False)
+    cross = CrossFire(net)
+    net.kms["A"].transport = cross
+    net.kms["B"].transport = cross
+    log: list[KxMessage] = []
+    net.transport.taps.append(lambda req, resp: log.append(req))
+    with pytest.raises(RelayError):
+        net.kms["A"].supply("sae-A", "sae-B", "B", 1, 256)
+    assert isinstance(cross.b_error, RelayError)  # B's relay was refused by A as well
+    ranges = [tuple(m.body["ranges"][0]) for m in log if m.kind is MessageKind.RELAY]
+    assert len(ranges) == 2 and ranges[0] == ranges[1]  # the same link-key bytes, twice
+    assert net.in_step()  # burnt at both ends
+    assert not [p for km in net.kms.values() for p in km.store.pools() if not p.startswith("link:")]
+    keys = net.kms["A"].supply("sae-A", "sae-B", "B", 1, 256)  # and the link works on
+    assert net.kms["B"].retrieve("sae-B", "sae-A", [keys[0].key_id]) == keys
