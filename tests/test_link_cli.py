@@ -77,6 +77,7 @@ def test_link_with_intercept_resend_emits_no_key(run_cli: Cli, tmp_path: Path) -
     assert res.returncode == 0, res.stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["aborted"] is True and summary["secret_bits"] == 0
+    assert summary["keys_match"] is False  # no key emitted, nothing to match
     assert summary["qber"] > 0.11
     assert (tmp_path / "alice.key").read_bytes() == b""
 

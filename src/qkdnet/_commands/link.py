@@ -125,7 +125,8 @@ class RunReport:
             "auth_consumed_bits": s.auth_consumed_bits,
             "net_secret_bits": net,
             "net_rate_bps": (net / seconds_on_link) if seconds_on_link else None,
-            "keys_match": all(b.keys_match for b in ok),
+            # True only when a key was emitted and every emitted key matched.
+            "keys_match": bool(ok) and all(b.keys_match for b in ok),
             "seconds": round(self.wall_seconds, 6),
             "stage_seconds": {k: round(v, 6) for k, v in self.seconds.items()},
         }
