@@ -16,8 +16,8 @@ from qkdnet.quantum.link import LinkSpec
 #: GYS: Gobby, Yuan, Shields, APL 84, 3762 (2004), as used by Lo, Ma, Chen, PRL 94, 230504
 #: (2005) and Ma, Qi, Zhao, Lo, PRA 72, 012326 (2005), Table I: 1550 nm, α = 0.21 dB/km,
 #: η_Bob = 4.5 %, Y0 = 1.7e-6 (= 2 × 8.5e-7 for two detectors), e_detector = 3.3 %,
-#: f = 1.22, 2 MHz. Signal μ = 0.48 (the optimum found by Ma et al.), weak decoy ν = 0.05,
-#: vacuum decoy 0.
+#: f = 1.22. Signal μ = 0.48 (the optimum found by Ma et al.), weak decoy ν = 0.05, vacuum
+#: decoy 0. The repetition rate (2 MHz) is our assumption; it only scales bits per second.
 GYS: MappingProxyType[str, Any] = MappingProxyType({
     "loss_db_per_km": 0.21,
     "detector_efficiency": 0.045,
