@@ -124,7 +124,9 @@ def store_factory(
     made: list[object] = []
     if request.param == "sqlite":
         def make(name: str) -> object:
-            store = SQLiteKeyStore(tmp_path / f"{name}.db")
+            # NORMAL: still safe against process crashes (WAL); spares CI an fsync per
+            # commit. The crash test's node processes run the default, FULL.
+            store = SQLiteKeyStore(tmp_path / f"{name}.db", synchronous="NORMAL")
             made.append(store)
             return store
     else:

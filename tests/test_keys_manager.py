@@ -370,7 +370,7 @@ def test_compromised_trusted_node_view_vs_end_key(tmp_path: Path, paths: int) ->
     trials = 300
     # The property is the relay's, not the store's: SQLite only, to keep the suite quick.
     def store_factory(name: str) -> SQLiteKeyStore:
-        return SQLiteKeyStore(tmp_path / f"{name}.db")
+        return SQLiteKeyStore(tmp_path / f"{name}.db", synchronous="OFF")
 
     net = make_net(store_factory, DIAMOND, np.random.default_rng(15), blocks=trials // 4 + 2,
                    size=4 * (MAC_KEY_BYTES + 1), min_key_size_bits=8)
