@@ -62,6 +62,8 @@ class Http11:
         )
 
     async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        if self.writer is None or self.writer.is_closing():
+            await self.open()  # the server closed the connection (HTTP/1.0 servers do)
         assert self.reader is not None and self.writer is not None
         self.writer.write(
             f"POST {path} HTTP/1.1\r\nHost: {self.ep.host}\r\nContent-Type: application/json\r\n"
@@ -69,11 +71,18 @@ class Http11:
         )
         head = await self.reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
-        length = 0
+        length = -1
+        closing = head.startswith(b"HTTP/1.0")
         for line in head.split(b"\r\n"):
-            if line[:15].lower() == b"content-length:":
+            low = line.lower()
+            if low.startswith(b"content-length:"):
                 length = int(line[15:])
-        return status, await self.reader.readexactly(length)
+            elif low.startswith(b"connection:"):
+                closing = b"close" in low
+        data = await (self.reader.read() if length < 0 else self.reader.readexactly(length))
+        if closing:
+            self.writer.close()
+        return status, data
 
     async def close(self) -> None:
         if self.writer is not None:
@@ -117,9 +126,14 @@ async def _run(master: Endpoint, slave: Endpoint, master_id: str, slave_id: str,
             await m.close()
             await s.close()
 
-    await asyncio.gather(*(worker(m, s) for m, s in conns))
+    stalled = False
+    try:
+        # A server that deadlocks must not hang the benchmark: give up 10 s past the limit.
+        await asyncio.wait_for(asyncio.gather(*(worker(m, s) for m, s in conns)), max_s + 10)
+    except TimeoutError:
+        stalled = True
     elapsed = time.perf_counter() - started
-    return len(latencies) / elapsed, np.array(latencies) * 1e3, errors
+    return len(latencies) / elapsed, np.array(latencies) * 1e3, errors + (10**6 if stalled else 0)
 
 
 def measure(master: Endpoint, slave: Endpoint, master_id: str, slave_id: str, clients: int,
@@ -130,8 +144,10 @@ def measure(master: Endpoint, slave: Endpoint, master_id: str, slave_id: str, cl
     rates = [r[0] for r in runs]
     p50 = [float(np.percentile(r[1], 50)) if len(r[1]) else float("nan") for r in runs]
     p99 = [float(np.percentile(r[1], 99)) if len(r[1]) else float("nan") for r in runs]
+    errors = sum(r[2] for r in runs)
     return {"pairs_per_s": float(np.median(rates)), "p50_ms": float(np.median(p50)),
-            "p99_ms": float(np.median(p99)), "errors": float(sum(r[2] for r in runs))}
+            "p99_ms": float(np.median(p99)), "errors": float(errors % 10**6),
+            "stalled": float(errors // 10**6)}
 
 
 SCENARIO = """
@@ -174,6 +190,50 @@ def start_qkdnet(
     return procs, creds
 
 
+PEER_DIR = ROOT / ".peers" / "next-door-key-simulator"
+PEER_PY = ROOT / ".peers" / "kme-sim-venv" / "bin" / "python"
+PEER_SETUP = """peer: CreepPork/next-door-key-simulator (ETSI 014 KME simulator, Flask/werkzeug).
+  set up with:
+    git clone https://github.com/CreepPork/next-door-key-simulator \
+        .peers/next-door-key-simulator
+               python3 -m venv .peers/kme-sim-venv
+               .peers/kme-sim-venv/bin/pip install flask python-dotenv pyOpenSSL requests"""
+
+
+def start_peer(workdir: Path) -> tuple[list[subprocess.Popen[bytes]], dict[str, Endpoint]]:
+    """Two KMEs of the peer simulator (one SAE each) with certificates from our CA."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from qkdnet._commands.serve import _wait_listening
+    from qkdnet.api.certs import issue_network
+    from qkdnet.api.server import free_port
+
+    pki = issue_network(workdir / "peer-pki", {"kme-1": ["127.0.0.1"], "kme-2": ["127.0.0.1"]},
+                        ["sae-1", "sae-2"])
+    ports = {"1": free_port(), "2": free_port()}
+    procs = []
+    for me, other in (("2", "1"), ("1", "2")):
+        env = {
+            **os.environ, "HOST": "127.0.0.1", "PORT": str(ports[me]), "KME_ID": f"kme-{me}",
+            "ATTACHED_SAE_ID": f"sae-{me}", "DEFAULT_KEY_SIZE": "256", "MAX_KEY_COUNT": "100000",
+            "MAX_KEYS_PER_REQUEST": "128", "MAX_KEY_SIZE": "8192", "MIN_KEY_SIZE": "64",
+            "KEY_GEN_SEC_TO_GEN": "0.0001", "OTHER_KMES": f"https://127.0.0.1:{ports[other]}",
+            "CA_FILE": str(pki.ca), "KME_CERT": str(pki.nodes[f"kme-{me}"].cert),
+            "KME_KEY": str(pki.nodes[f"kme-{me}"].key), "SAE_CERT": str(pki.saes[f"sae-{me}"].cert),
+        }
+        proc = subprocess.Popen([str(PEER_PY), "app.py"], cwd=PEER_DIR, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(proc)
+        _wait_listening(f"https://127.0.0.1:{ports[me]}", proc, 30)
+    time.sleep(5)  # the simulator fills its key pool one key per KEY_GEN_SEC_TO_GEN
+    eps = {}
+    for me in ("1", "2"):
+        c = pki.saes[f"sae-{me}"]
+        ctx = ssl.create_default_context(cafile=str(pki.ca))
+        ctx.load_cert_chain(str(c.cert), str(c.key))
+        eps[me] = Endpoint("127.0.0.1", ports[me], ctx)
+    return procs, eps
+
+
 def _endpoint(creds: dict[str, str]) -> Endpoint:
     host, port = creds["kme_url"].removeprefix("https://").rsplit(":", 1)
     return Endpoint(host, int(port), _ctx(creds))
@@ -189,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stores", nargs="+", choices=("disk", "tmpfs"),
                         default=["disk", "tmpfs"],
                         help="SQLite on disk (fsync per commit) and/or on /dev/shm")
+    parser.add_argument("--peer", action="store_true",
+                        help="also load the CreepPork/next-door-key-simulator peer (.peers/)")
     args = parser.parse_args(argv)
     max_pairs = 200 if args.quick else 4000
     repeats = 1 if args.quick else args.repeats
@@ -223,6 +285,33 @@ def main(argv: list[str] | None = None) -> int:
                 proc.wait(30)
             shutil.rmtree(workdir, ignore_errors=True)
             shutil.rmtree(shm, ignore_errors=True)
+    if args.peer:
+        if not (PEER_DIR.exists() and PEER_PY.exists()):
+            print(PEER_SETUP)
+        else:
+            workdir = Path(tempfile.mkdtemp(prefix="kms-load-peer-"))
+            procs = []
+            try:
+                procs, eps = start_peer(workdir)
+                print("peer: CreepPork/next-door-key-simulator, master and slave on two KMEs")
+                for clients in args.clients:
+                    r = measure(eps["1"], eps["2"], "sae-1", "sae-2", clients, max_pairs, max_s,
+                                repeats)
+                    ours = results.get(("disk", "link", clients)) or results.get(
+                        ("tmpfs", "link", clients))
+                    ratio = (ours["pairs_per_s"] / r["pairs_per_s"]
+                             if ours and r["pairs_per_s"] > 0 else float("nan"))
+                    print(f"{'peer':<7}{'link':<10}{clients:>8}{r['pairs_per_s']:>10.0f}"
+                          f"{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['errors']:>8.0f}"
+                          f"   qkdnet/peer (link, {args.stores[0]}) = {ratio:.2f}"
+                          + ("   STALLED (server stopped answering)" if r["stalled"] else ""),
+                          flush=True)
+            finally:
+                for proc in procs:
+                    proc.terminate()
+                for proc in procs:
+                    proc.wait(30)
+                shutil.rmtree(workdir, ignore_errors=True)
     best = max(r["pairs_per_s"] for r in results.values())
     met = any(r["pairs_per_s"] >= GOAL_PAIRS_PER_S and r["p99_ms"] < GOAL_P99_MS
               for r in results.values())
