@@ -38,11 +38,17 @@ def _gllp(
     qber_mu: NDArray[np.float64],
     y1: NDArray[np.float64],
     e1: NDArray[np.float64],
+    y0: float | NDArray[np.float64] = 0.0,
 ) -> NDArray[np.float64]:
-    """GLLP rate q{−Q_μ f h(E_μ) + Q_1[1 − h(e_1)]} with Q_1 = Y_1 μ e^−μ, clipped at 0."""
+    """GLLP rate q{Q_0 − Q_μ f h(E_μ) + Q_1[1 − h(e_1)]}, Q_1 = Y_1 μ e^−μ, clipped at 0.
+
+    Q_0 = Y_0 e^−μ (vacuum detections, secret because they carry no information) is 0
+    unless a vacuum yield ``y0`` is given.
+    """
     mu = np.asarray(mu, dtype=np.float64)
     q1 = np.maximum(y1, 0.0) * mu * np.exp(-mu)
     privacy = np.where((y1 > 0.0) & (e1 < 0.5), q1 * (1.0 - binary_entropy(e1)), 0.0)
+    privacy = privacy + np.maximum(y0, 0.0) * np.exp(-mu)
     rate = q_sift * (privacy - gain_mu * f * binary_entropy(qber_mu))
     return np.asarray(np.maximum(rate, 0.0))
 
@@ -198,12 +204,20 @@ def efficient_rate(
 
 
 def infinite_decoy_rate(
-    link: LinkSpec, distance_km: ArrayLike, *, optimise: bool = False
+    link: LinkSpec,
+    distance_km: ArrayLike,
+    *,
+    optimise: bool = False,
+    sifting: float = 0.5,
+    count_vacuum: bool = False,
 ) -> NDArray[np.float64]:
     """Decoy BB84 with exact single-photon yield and error (the infinite-decoy limit).
 
     Y_1 = Y0 + η − Y0 η, e_1 = (e0 Y0 + e_d η)/Y_1 (η = channel × detector transmittance);
     Lo, Ma, Chen, PRL 94, 230504 (2005). The upper envelope of every finite-decoy rate.
+    ``sifting`` is q (½ for BB84, → 1 for efficient BB84); ``count_vacuum`` adds the
+    vacuum term Q_0 = Y0 e^−μ that Lo (2005) and Lim et al. (2014) count as secret (the
+    formula of REFERENCES.md, which we follow by default, leaves it out).
     """
     d = distances(distance_km)
     eta = channel_transmittance(link, d) * link.detector_efficiency
@@ -214,5 +228,6 @@ def infinite_decoy_rate(
     e1 = (E0 * y0 + link.misalignment_error * eta) / y1
     y1 = np.broadcast_to(y1, q_mu.shape)
     e1 = np.broadcast_to(e1, q_mu.shape)
-    rate = _gllp(0.5, link.error_correction_efficiency, mus, q_mu, e_mu, y1, e1)
+    rate = _gllp(sifting, link.error_correction_efficiency, mus, q_mu, e_mu, y1, e1,
+                 y0 if count_vacuum else 0.0)
     return np.asarray(rate.max(axis=0))

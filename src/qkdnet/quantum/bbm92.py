@@ -51,14 +51,15 @@ def gain_and_qber(
 
 
 def bbm92_rate(
-    link: LinkSpec, distance_km: ArrayLike, *, optimise: bool = False
+    link: LinkSpec, distance_km: ArrayLike, *, optimise: bool = False, sifting: float = 0.5
 ) -> NDArray[np.float64]:
     """Asymptotic BBM92 key rate, bits per pulse (per source pulse), vectorised over km.
 
     R = q Q_λ [1 − f h(E_λ) − h(E_λ)], q = ½ (Ma, Fung, Lo 2007, Eq. (12); bit and phase
     errors are equal for the symmetric source, and no decoys are needed because the source
     may be given to Eve). The source is at the middle; λ = ``link.mean_pair_number``/2, or
-    chosen per distance on a grid when ``optimise``.
+    chosen per distance on a grid when ``optimise``. ``sifting`` is q (½; → 1 with biased
+    bases in the asymptotic limit).
     """
     d = distances(distance_km)
     eta_half = channel_transmittance(link, d / 2.0) * link.detector_efficiency
@@ -72,5 +73,5 @@ def bbm92_rate(
     )
     gain, qber = gain_and_qber(lams, eta_half, eta_half, y0, link.misalignment_error)
     h = binary_entropy(qber)
-    rate = 0.5 * gain * (1.0 - link.error_correction_efficiency * h - h)
+    rate = sifting * gain * (1.0 - link.error_correction_efficiency * h - h)
     return np.asarray(np.maximum(rate, 0.0).max(axis=0))
