@@ -161,3 +161,10 @@ def test_openapi_says_400_not_422(pki, server) -> None:
     assert set(schemas["Key"]["required"]) == {"key_ID", "key"}
     assert schemas["KeyIDItem"]["properties"]["key_ID"]["format"] == "uuid"
     assert set(schemas["Error"]["required"]) == {"message"}
+
+
+def test_public_surface_is_complete() -> None:
+    import qkdnet.api as api
+
+    for name in api.__all__:
+        assert getattr(api, name) is not None, name

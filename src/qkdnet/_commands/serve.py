@@ -214,7 +214,7 @@ def serve(
         console.print(table)
         creds = Table(title="SAE credentials (qkdnet keys ... --as FILE)")
         for col in ("SAE", "node", "credentials", "certificate", "key"):
-            creds.add_column(col)
+            creds.add_column(col, overflow="fold")  # paths in full, never "…"
         for sae_id, path in plan["saes"].items():
             data = json.loads(Path(path).read_text())
             creds.add_row(sae_id, data["node"], str(path), data["cert"], data["key"])
