@@ -146,3 +146,42 @@ def test_serve_end_to_end(tmp_path: Path) -> None:
             assert bob.post("/api/v1/keys/alice/dec_keys", json=ids).status_code == 400
     finally:
         stop_serve(proc)
+
+
+@pytest.mark.postgres
+def test_nodes_on_postgresql_keep_pending_keys_across_restart(tmp_path: Path, postgres_dsn) -> None:
+    """`--store` PostgreSQL: two nodes share one database (a table prefix each); a relayed
+    key survives both nodes being stopped and started again, and is delivered once."""
+    from qkdnet._commands.serve import prepare
+    from qkdnet.api.client import KmeClient
+    from qkdnet.api.node import LiveNode
+    from qkdnet.errors import KeyNotFound
+
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(SCENARIO.format(pa=free_port(), pb=free_port(), pc=free_port()))
+    plan = prepare(scenario, tmp_path / "run", postgres_dsn, None, 0)
+    configs = [json.loads(Path(p).read_text()) for p in plan["nodes"].values()]
+    assert all(c["store"] == postgres_dsn for c in configs)
+    creds = {s: json.loads(Path(p).read_text()) for s, p in plan["saes"].items()}
+
+    def kme(sae: str) -> KmeClient:
+        c = creds[sae]
+        return KmeClient(c["kme_url"], c["cert"], c["key"], c["ca"])
+
+    nodes = [LiveNode(c).start() for c in configs]
+    try:
+        time.sleep(2.3)
+        with kme("alice") as a:
+            [key] = a.get_key("bob")
+    finally:
+        for n in nodes:
+            n.stop()
+    nodes = [LiveNode(c).start() for c in configs]
+    try:
+        with kme("bob") as b:
+            assert b.get_key_with_ids("alice", [key.key_id])[0].key == key.key
+            with pytest.raises(KeyNotFound):
+                b.get_key_with_ids("alice", [key.key_id])
+    finally:
+        for n in nodes:
+            n.stop()

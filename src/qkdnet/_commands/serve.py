@@ -126,7 +126,7 @@ def prepare(
             "node_id": nid, "host": hosts[nid], "port": int(urls[nid].rsplit(":", 1)[1]),
             "store": (store or f"sqlite:///{(out_dir / 'nodes').resolve()}/{{node}}.db").replace(
                 "{node}", nid
-            ),
+            ) if store is None or "{node}" in store else store,
             "cert": str(pki.nodes[nid].cert.resolve()), "key": str(pki.nodes[nid].key.resolve()),
             "ca": str(pki.ca.resolve()), "state_dir": str((out_dir / "nodes" / nid).resolve()),
             "node_urls": {k: v for k, v in urls.items() if k != nid},

@@ -20,8 +20,10 @@ The config (JSON, written by ``qkdnet serve``; it holds link secrets, so it is m
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import re
 import signal
 import sys
 from collections.abc import Mapping, Sequence
@@ -40,12 +42,27 @@ __all__ = ["LiveNode", "open_store", "static_router"]
 log = logging.getLogger("qkdnet.node")
 
 
+def is_postgres(url: str) -> bool:
+    """Whether ``url`` names PostgreSQL: a ``postgresql://`` URL or a ``key=value`` DSN."""
+    return url.startswith(("postgresql://", "postgres://")) or bool(
+        re.match(r"^\s*(host|dbname|user|port)\s*=", url)
+    )
+
+
+def table_prefix(node_id: str) -> str:
+    """A PostgreSQL table prefix for ``node_id``: lower-case, safe, and unique per node."""
+    slug = re.sub(r"[^a-z0-9_]", "_", node_id.lower())[:16]
+    digest = hashlib.sha256(node_id.encode()).hexdigest()[:6]
+    return f"n{slug}_{digest}_"
+
+
 def open_store(url: str, prefix: str = "") -> Any:
-    """A key store from ``sqlite:///path`` (or a bare path) or ``postgresql://...``; nodes
-    sharing one PostgreSQL database keep apart by table ``prefix``."""
+    """A key store from ``sqlite:///path`` (or a bare path) or PostgreSQL (a
+    ``postgresql://`` URL or a ``host=... dbname=...`` DSN); nodes sharing one PostgreSQL
+    database keep apart by table ``prefix``."""
     from qkdnet import keys
 
-    if url.startswith(("postgresql://", "postgres://")):
+    if is_postgres(url):
         return keys.PostgresKeyStore(url, schema_prefix=prefix)
     path = url.removeprefix("sqlite:///").removeprefix("sqlite://")
     return keys.SQLiteKeyStore(path)
@@ -79,7 +96,7 @@ class LiveNode:
         self.node_id = node_id
         state_dir = Path(config["state_dir"])
         state_dir.mkdir(parents=True, exist_ok=True)
-        self.store = open_store(str(config["store"]), f"{node_id}_")
+        self.store = open_store(str(config["store"]), table_prefix(node_id))
         self.transport = HttpsTransport(
             node_id, config["node_urls"], config["cert"], config["key"], config["ca"]
         )
