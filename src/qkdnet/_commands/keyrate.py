@@ -31,7 +31,7 @@ from qkdnet.quantum._common import channel_transmittance
 from qkdnet.quantum.presets import PRESETS
 
 #: Most points a --distance range may have.
-MAX_POINTS = 1_000_000
+MAX_POINTS = 100_000
 
 # Allowed range of every link field a parameter file may set: (low, high, text).
 _RANGES: dict[str, tuple[float, float, str]] = {

@@ -50,6 +50,9 @@ _RATE_FUNCTIONS: dict[str, RateFunction] = {
     "twin-field": twin_field_rate,
 }
 
+#: Distances evaluated per call of a rate function (bounds the optimisers' memory).
+_CHUNK = 2048
+
 #: Protocol names accepted by :func:`secret_key_rate_per_pulse` and the ``keyrate`` command.
 PROTOCOLS: tuple[str, ...] = tuple(_RATE_FUNCTIONS)
 
@@ -77,7 +80,11 @@ def secret_key_rate_curve(
     Raises ParameterError for an unknown protocol or a negative distance.
     """
     fn = _rate_function(protocol)
-    return fn(link, distances(distance_km), optimise=optimise)
+    d = distances(distance_km)
+    # Optimisers broadcast a parameter grid against the distances (twin-field: 1600 × N);
+    # chunks keep the temporaries to a few megabytes for any N.
+    parts = [fn(link, d[i : i + _CHUNK], optimise=optimise) for i in range(0, d.size, _CHUNK)]
+    return np.concatenate(parts) if parts else np.zeros(0)
 
 
 def secret_key_rate_per_pulse(protocol: str, link: LinkSpec, *, optimise: bool = False) -> float:
