@@ -85,3 +85,12 @@ def test_presets_build_valid_links() -> None:
         assert secret_key_rate_per_pulse("bb84-decoy", replace(link, length_km=20.0)) > 0.0
     with pytest.raises(ParameterError, match="preset"):
         preset_link("nope")
+
+
+def test_long_curves_are_evaluated_in_chunks_without_seams() -> None:
+    d = np.linspace(0.0, 300.0, 5000)  # more than two chunks
+    whole = secret_key_rate_curve("twin-field", LinkSpec(), d, optimise=True)
+    picks = np.array([0, 2047, 2048, 4095, 4096, 4999])
+    alone = secret_key_rate_curve("twin-field", LinkSpec(), d[picks], optimise=True)
+    assert whole.shape == (5000,)
+    assert np.array_equal(whole[picks], alone)
