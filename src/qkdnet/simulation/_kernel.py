@@ -17,16 +17,19 @@ def run_steps(
     step0: int,
     n_steps: int,
     steps_per_bucket: int,
-    pool: np.ndarray,  # int64[L] key blocks in each link's pool (changed in place)
-    carry: np.ndarray,  # float64[L] fractional blocks produced, not yet whole
-    capacity: np.ndarray,  # int64[L] pool capacity, blocks
+    pool: np.ndarray,  # int64[L] key bytes in each link's pool (changed in place)
+    carry: np.ndarray,  # float64[L] blocks produced, not yet whole
+    capacity: np.ndarray,  # int64[L] pool capacity, bytes
     produce: np.ndarray,  # float64[L] blocks per step (0 when out of service)
+    block_bytes: np.int64,  # bytes per deposited block (Kq-1 granularity)
     usable: np.ndarray,  # bool[L] in service: its pool may be drawn from
     group_ptr: np.ndarray,  # int64[G+1] CSR: links of each key-management link (node pair)
     group_links: np.ndarray,  # int64[...]
     app_ptr: np.ndarray,  # int64[A+1] CSR: groups each application's relay crosses
     app_groups: np.ndarray,  # int64[...]
-    app_blocks: np.ndarray,  # int64[A] blocks per key per hop
+    app_bytes: np.ndarray,  # int64[A] bytes per key
+    mac_bytes: np.int64,  # link-key bytes per relay message per hop (authentication)
+    per_call: np.int64,  # keys per supply call at most (max_key_per_request)
     app_routable: np.ndarray,  # bool[A] has a path now (or needs none)
     class_ptr: np.ndarray,  # int64[C+1] CSR over ``class_apps``: priority classes, high first
     class_apps: np.ndarray,  # int64[A]
@@ -41,7 +44,7 @@ def run_steps(
     avail = np.zeros(n_groups, dtype=np.int64)
     demand = np.zeros(n_groups, dtype=np.int64)
     ratio = np.zeros(n_groups, dtype=np.float64)
-    n_apps = app_blocks.shape[0]
+    n_apps = app_bytes.shape[0]
     give = np.zeros(n_apps, dtype=np.int64)
     for i in range(n_steps):
         step = step0 + i
@@ -52,7 +55,7 @@ def run_steps(
             whole = np.int64(carry[link])
             if whole > 0:
                 carry[link] -= whole
-                pool[link] = min(capacity[link], pool[link] + whole)
+                pool[link] = min(capacity[link], pool[link] + whole * block_bytes)
         # 2. Key available on each key-management link (parallel QKD links pooled).
         for g in range(n_groups):
             total = np.int64(0)
@@ -73,8 +76,9 @@ def run_steps(
                 if not app_routable[a]:
                     no_route[bucket, a] += want
                     continue
+                cost = want * app_bytes[a] + ((want + per_call - 1) // per_call) * mac_bytes
                 for j in range(app_ptr[a], app_ptr[a + 1]):
-                    demand[app_groups[j]] += want * app_blocks[a]
+                    demand[app_groups[j]] += cost
             for g in range(n_groups):
                 if demand[g] > avail[g]:
                     ratio[g] = avail[g] / demand[g]
@@ -89,15 +93,27 @@ def run_steps(
                 scale = 1.0
                 for j in range(app_ptr[a], app_ptr[a + 1]):
                     scale = min(scale, ratio[app_groups[j]])
-                # Whole keys only: a supply call is all or nothing (KeyExhausted).
+                # Whole keys only: a supply call is all or nothing (KeyExhausted). The
+                # largest count whose cost fits the share: keys plus one MAC per call.
+                budget = scale * (want * app_bytes[a]
+                                  + ((want + per_call - 1) // per_call) * mac_bytes)
                 got = np.int64(np.floor(want * scale + 1e-9))
+                while got > 0:
+                    cost = got * app_bytes[a] + ((got + per_call - 1) // per_call) * mac_bytes
+                    if cost <= budget + 1e-6:
+                        break
+                    got -= 1
                 give[a] = got
                 served[bucket, a] += got
                 no_key[bucket, a] += want - got
-                # Hop-by-hop one-time-pad relay: each hop spends the key's length.
+                if got == 0:
+                    continue
+                # Hop-by-hop one-time-pad relay: each hop spends the keys' length plus
+                # the authentication key of each relay message (qkdnet.keys.manager).
+                need_hop = got * app_bytes[a] + ((got + per_call - 1) // per_call) * mac_bytes
                 for j in range(app_ptr[a], app_ptr[a + 1]):
                     g = app_groups[j]
-                    need = got * app_blocks[a]
+                    need = need_hop
                     avail[g] -= need
                     if need == 0:
                         continue

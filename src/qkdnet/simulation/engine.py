@@ -11,18 +11,21 @@ applications drawing it — is the same small computation over arrays, run in Nu
 
 Accounting follows the key managers' rules (``qkdnet.keys``):
 
-- key material is counted in whole **blocks** of ``simulation.block_bits`` bits, as the
-  key stores hold it; a link deposits a block when a block's worth of secret key has been
-  distilled (Kq-1);
-- a request for one key of ``key_size_bits`` is served whole or refused (ETSI GS QKD 014
-  enc_keys: all or nothing, KeyExhausted), never half;
-- a relayed key spends ``ceil(key_size_bits / block_bits)`` blocks on **every hop** of its
-  path (hop-by-hop one-time pad, ITU-T Y.3803), and on every hop of every path when
-  ``paths`` > 1 (node-disjoint paths combined by XOR, X.1714);
-- requests of one time step are batched: when a key-management link holds less than the
-  step's demand, the applications of a priority class crossing it get a proportional share
-  (higher classes first). With one application per link this is exactly what sequential
-  ``KeyManager.supply`` calls do (``engine: keymanager`` in the scenario runs those).
+- key material is counted in **bytes**, as the key stores hold it; a link deposits a
+  whole block of ``simulation.block_bits`` bits when a block's worth of secret key has
+  been distilled (Kq-1);
+- an application's requests of one time step are one batch of ``KeyManager.supply``
+  calls of at most ``max_key_per_request`` (128) keys each; a key is served whole or
+  refused (ETSI GS QKD 014 enc_keys: all or nothing, KeyExhausted), never half;
+- a supply call spends, on **every hop** of its path, the keys' bytes plus
+  ``MAC_KEY_BYTES`` (48) of authentication key (hop-by-hop one-time pad with
+  Wegman-Carter authenticated relay messages, ITU-T Y.3803, exactly as
+  ``qkdnet.keys.manager`` does), and on every hop of every path when ``paths`` > 1
+  (node-disjoint paths combined by XOR, X.1714);
+- when a key-management link holds less than the step's demand, the applications of a
+  priority class crossing it get a proportional share (higher classes first). With one
+  application per link this is what sequential ``KeyManager.supply`` calls give; the
+  ``keymanager`` engine runs those calls and a test compares the two.
 
 A pool whose link is out of service is frozen, not drawn from, until the link returns.
 """
@@ -41,6 +44,7 @@ import numpy as np
 from qkdnet.constants import SECONDS_PER_HOUR
 from qkdnet.control import Controller, RouteChange, RoutePolicy
 from qkdnet.errors import ParameterError, RoutingError
+from qkdnet.keys import MAC_KEY_BYTES
 from qkdnet.scenario import ApplicationSpec, DemandProfile, Scenario
 from qkdnet.simulation._kernel import run_steps
 from qkdnet.simulation.rates import link_rates
@@ -48,6 +52,8 @@ from qkdnet.simulation.results import Event, SimulationResult
 
 #: Steps per call of the kernel at most (bounds the request array's memory).
 _MAX_STEPS_PER_CALL = 3600
+#: Keys per supply call at most: KeyManager's default max_key_per_request (ETSI 014).
+MAX_KEYS_PER_CALL = 128
 
 Progress = Callable[[float], None]
 
@@ -225,11 +231,6 @@ def simulate(
     failures draw from streams spawned from it. ``progress(t_s)`` is called as simulated
     time advances. Returns a :class:`SimulationResult` with every series and event.
     """
-    if scenario.simulation.engine == "keymanager":
-        from qkdnet.simulation.km_engine import simulate_with_key_managers
-
-        return simulate_with_key_managers(scenario, duration_s=duration_s, rng=rng,
-                                          progress=progress)
     wall0 = time.perf_counter()
     sim = scenario.simulation
     duration = float(scenario.duration_s if duration_s is None else duration_s)
@@ -242,7 +243,7 @@ def simulate(
     steps_per_bucket = max(1, int(round(sim.record_every_s / dt)))
     n_buckets = int(math.ceil(n_steps / steps_per_bucket))
     rng = rng if rng is not None else np.random.default_rng(scenario.seed)
-    demand_rng, failure_rng = rng.spawn(2)
+    demand_rng, failure_rng, key_rng = rng.spawn(3)
 
     rates_bps, qbers = link_rates(scenario.links)
     ctl = build_controller(scenario, rates_bps, qbers)
@@ -269,8 +270,9 @@ def simulate(
         app_nodes.append((src, dst))
         if src != dst:
             ctl.open_route(app.id, src, dst, app_policy(app), tenant=app.tenant)
-    app_blocks = np.array([-(-a.key_size_bits // block_bits) for a in scenario.applications],
-                          dtype=np.int64)
+    app_bytes = np.array([-(-a.key_size_bits // 8) for a in scenario.applications],
+                         dtype=np.int64)
+    block_bytes = -(-block_bits // 8)
     prios = sorted({a.priority for a in scenario.applications}, reverse=True)
     class_apps = np.array([i for p in prios for i, a in enumerate(scenario.applications)
                            if a.priority == p], dtype=np.int64)
@@ -278,11 +280,17 @@ def simulate(
     class_ptr[1:] = np.cumsum([sum(a.priority == p for a in scenario.applications)
                                for p in prios])
 
+    world = None
+    if sim.engine == "keymanager":
+        from qkdnet.simulation.km_engine import KeyManagerWorld
+
+        world = KeyManagerWorld(scenario, ctl, key_rng, -(-block_bits // 8), MAX_KEYS_PER_CALL)
+
     # State arrays.
-    capacity = np.array([int(ln.pool_capacity_bits // block_bits) for ln in scenario.links],
+    capacity = np.array([int(ln.pool_capacity_bits // 8) for ln in scenario.links],
                         dtype=np.int64)
     pool = np.minimum(capacity, np.array(
-        [int(ln.initial_pool_bits // block_bits) for ln in scenario.links], dtype=np.int64))
+        [int(ln.initial_pool_bits // 8) for ln in scenario.links], dtype=np.int64))
     carry = np.zeros(n_links, dtype=np.float64)
     blocks_per_step = rates_bps * dt / block_bits
     served = np.zeros((n_buckets, n_apps), dtype=np.int64)
@@ -363,9 +371,13 @@ def simulate(
                 events.append(Event(t, "repair", ev.element, "link repaired"))
             elif ev.action == "node_down":
                 changes = ctl.set_node_up(ev.element, False, t)
+                if world is not None:
+                    world.set_node_up(ev.element, False)
                 events.append(Event(t, "failure", ev.element, "node down"))
             elif ev.action == "node_up":
                 changes = ctl.set_node_up(ev.element, True, t)
+                if world is not None:
+                    world.set_node_up(ev.element, True)
                 events.append(Event(t, "repair", ev.element, "node repaired"))
             elif ev.action == "qber_high":
                 changes = ctl.report_qber(ev.element, ev.value, t)
@@ -374,7 +386,7 @@ def simulate(
                 changes = ctl.report_qber(ev.element, float(qbers[net.link_index[ev.element]]), t)
                 events.append(Event(t, "repair", ev.element, "QBER back to normal"))
             elif ev.action == "telemetry":
-                ctl.set_pool_levels(pool * float(block_bits), t)
+                ctl.set_pool_levels((world.pool_bytes() if world else pool) * 8.0, t)
                 if has_widest:
                     changes = ctl.reoptimise(t, "widest")
                 bucket_now = min(step // steps_per_bucket, n_buckets - 1)
@@ -415,9 +427,15 @@ def simulate(
         bucket_of = (step + np.arange(n)) // steps_per_bucket
         starts = np.flatnonzero(np.diff(bucket_of, prepend=-1))
         requested[bucket_of[starts]] += np.add.reduceat(requests, starts, axis=0)
-        run_steps(step, n, steps_per_bucket, pool, carry, capacity, produce, usable,
-                  net.group_ptr, net.group_links, app_ptr, app_groups, app_blocks, routable,
-                  class_ptr, class_apps, requests, served, no_key, no_route, pool_record)
+        if world is not None:
+            world.run(step, n, dt, steps_per_bucket, requests, usable, produce, carry,
+                      app_nodes, served, no_key, no_route, pool_record)
+        else:
+            run_steps(step, n, steps_per_bucket, pool, carry, capacity, produce,
+                      np.int64(block_bytes), usable, net.group_ptr, net.group_links, app_ptr,
+                      app_groups, app_bytes, np.int64(MAC_KEY_BYTES),
+                      np.int64(MAX_KEYS_PER_CALL), routable, class_ptr, class_apps, requests,
+                      served, no_key, no_route, pool_record)
         in_service_record[bucket_of[0]: bucket_of[-1] + 1] = usable
         step = next_step
         if progress is not None:
@@ -431,7 +449,7 @@ def simulate(
         link_ids=[ln.id for ln in scenario.links],
         link_rate_bps=rates_bps,
         link_qber=qbers,
-        pool_bits=pool_record * float(block_bits),
+        pool_bits=pool_record * 8.0,
         link_in_service=in_service_record,
         app_ids=[a.id for a in scenario.applications],
         requested=requested,

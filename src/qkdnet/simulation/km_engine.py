@@ -1,0 +1,154 @@
+"""The exact engine: one real :class:`qkdnet.keys.KeyManager` per node.
+
+Every node gets a KeyManager with its own SQLite key store (in memory), all joined by an
+``InProcessTransport`` and driven by one ``SimulatedClock``; the controller's router
+decides relay paths. Each time step, every link in service deposits its whole new blocks
+of key at both ends (Kq-1, identical IDs and bits), and each application's requests of the
+step go through ``KeyManager.supply`` at the master's node (as many keys as the path's
+link keys can pay for, at most ``max_key_per_request`` per call); the slave SAE then
+fetches them with ``retrieve`` and the two copies are compared. This is the code
+``qkdnet serve`` runs, so it checks the vector engine (a test compares them) but costs
+milliseconds per key: use it for small networks and short times.
+
+Known differences from the vector engine: a KeyManager relays over one link per
+neighbour (``KeyManager.link_to``), so parallel links are not pooled; pools have no
+capacity limit; within a step applications are served one after another in priority
+order instead of in proportion.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+
+from qkdnet.control import Controller
+from qkdnet.errors import KeyExhausted, QkdnetError, RelayError, RoutingError
+from qkdnet.keys import (
+    MAC_KEY_BYTES,
+    InProcessTransport,
+    KeyManager,
+    RelayPolicy,
+    SimulatedClock,
+    SQLiteKeyStore,
+)
+from qkdnet.scenario import Scenario
+
+
+class KeyManagerWorld:
+    """All nodes' key managers for one simulation run."""
+
+    def __init__(self, scenario: Scenario, ctl: Controller, rng: np.random.Generator,
+                 block_bytes: int, per_call: int) -> None:
+        self.scenario = scenario
+        self.ctl = ctl
+        self.rng = rng
+        self.block_bytes = block_bytes
+        self.per_call = per_call
+        self.clock = SimulatedClock(0.0)
+        self.transport = InProcessTransport()
+        self.kms: dict[str, KeyManager] = {}
+        for node in scenario.nodes:
+            km = KeyManager(node.id, SQLiteKeyStore(":memory:", synchronous="OFF"),
+                            self.transport, self.clock, router=ctl.router,
+                            max_key_per_request=per_call, probe=True)
+            self.kms[node.id] = km
+            self.transport.attach(node.id, km.handle_message)
+        for link in scenario.links:
+            self.kms[link.a].add_link(link.id, link.b)
+            self.kms[link.b].add_link(link.id, link.a)
+        for sae in scenario.saes:
+            self.kms[sae.node].register_sae(sae.id)
+        for link in scenario.links:  # the pool at time 0, as one block
+            initial = int(link.initial_pool_bits // 8)
+            if initial > 0:
+                bits = self.rng.bytes(initial)
+                kid = uuid.UUID(bytes=self.rng.bytes(16), version=4)
+                self.kms[link.a].deposit_link_key(link.id, bits, kid)
+                self.kms[link.b].deposit_link_key(link.id, bits, kid)
+        self.keys_checked = 0
+
+    def set_node_up(self, node_id: str, up: bool) -> None:
+        """A node down is unreachable over Kx."""
+        if up:
+            self.transport.attach(node_id, self.kms[node_id].handle_message)
+        else:
+            self.transport.detach(node_id)
+
+    def pool_bytes(self) -> np.ndarray:
+        """Unused link-key bytes of every link (at its ``a`` end)."""
+        return np.array([self.kms[ln.a].link_key_bytes(ln.id) for ln in self.scenario.links],
+                        dtype=np.int64)
+
+    def _affordable(self, paths: list[list[str]], size: int, want: int) -> int:
+        """Keys (<= want, one call) every hop's link key can pay for, MAC included."""
+        avail = None
+        for path in paths:
+            for u, v in zip(path, path[1:], strict=False):
+                km = self.kms[u]
+                b = km.link_key_bytes(km.link_to(v))
+                avail = b if avail is None else min(avail, b)
+        if avail is None:
+            return want
+        return int(max(0, min(want, (avail - MAC_KEY_BYTES) // size)))
+
+    def run(self, step0: int, n_steps: int, dt: float, steps_per_bucket: int,
+            requests: np.ndarray, usable: np.ndarray, produce: np.ndarray, carry: np.ndarray,
+            app_nodes: list[tuple[str, str]], served: np.ndarray, no_key: np.ndarray,
+            no_route: np.ndarray, pool_record: np.ndarray) -> None:
+        """Advance ``n_steps`` steps with real key managers, filling the count arrays."""
+        apps = self.scenario.applications
+        order = sorted(range(len(apps)), key=lambda i: -apps[i].priority)
+        for i in range(n_steps):
+            step = step0 + i
+            bucket = step // steps_per_bucket
+            self.clock.set(step * dt)
+            for li, link in enumerate(self.scenario.links):
+                if not usable[li]:
+                    continue
+                carry[li] += produce[li]
+                whole = int(carry[li])
+                carry[li] -= whole
+                for _ in range(whole):
+                    bits = self.rng.bytes(self.block_bytes)
+                    kid = uuid.UUID(bytes=self.rng.bytes(16), version=4)
+                    self.kms[link.a].deposit_link_key(link.id, bits, kid)
+                    self.kms[link.b].deposit_link_key(link.id, bits, kid)
+            for a in order:
+                want = int(requests[i, a])
+                if want == 0:
+                    continue
+                app = apps[a]
+                src, dst = app_nodes[a]
+                if src == dst:
+                    served[bucket, a] += want
+                    continue
+                route = self.ctl.routes[app.id]
+                if not route.paths:
+                    no_route[bucket, a] += want
+                    continue
+                size = -(-app.key_size_bits // 8)
+                policy = RelayPolicy(paths=app.paths, avoid_nodes=frozenset(app.avoid_nodes),
+                                     allowed_nodes=frozenset(app.via_nodes) or None)
+                got = 0
+                while want - got > 0:
+                    n = self._affordable(route.paths, size, min(want - got, self.per_call))
+                    if n == 0:
+                        break
+                    try:
+                        keys = self.kms[src].supply(app.master, app.slave, dst, number=n,
+                                                    size_bits=app.key_size_bits, policy=policy)
+                    except (KeyExhausted, RelayError):
+                        break
+                    except RoutingError:
+                        break
+                    back = self.kms[dst].retrieve(app.slave, app.master,
+                                                  [k.key_id for k in keys])
+                    if [k.key for k in back] != [k.key for k in keys]:
+                        raise QkdnetError(f"{app.id}: master and slave keys differ")
+                    self.keys_checked += len(keys)
+                    got += n
+                served[bucket, a] += got
+                no_key[bucket, a] += want - got
+            if (step + 1) % steps_per_bucket == 0 or i == n_steps - 1:
+                pool_record[bucket] = self.pool_bytes()
