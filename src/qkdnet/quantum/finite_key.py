@@ -17,16 +17,21 @@ the phase-error bound of Eq. (5). Lim et al. evaluate it with eps_sec = kappa * 
 kappa = 1e-15 (secrecy leakage per key bit); :class:`FiniteKeyParameters` supports that
 (``epsilon_sec_per_bit``) and a fixed eps_sec.
 
+Also the one-decoy variant of Rusca, Boaron, Gruenenfelder, Martin and Zbinden, "Finite-key
+analysis for the 1-decoy state QKD protocol", Appl. Phys. Lett. 112, 171104 (2018),
+arXiv:1801.03443, Eqs. (A16)-(A25): ``FiniteKeyParameters.rusca2018()`` or
+``decoy_states=1``.
+
 Everything is vectorised over distance; the optimiser is a Nelder-Mead search run on all
-distances at once (one simplex per distance, all advanced together with NumPy).
-Pure computation: no I/O, no clocks.
+distances at once (one simplex per distance, all advanced together), its objective a Numba
+kernel (two decoys) or NumPy (one decoy). Pure computation: no I/O, no clocks.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -117,6 +122,10 @@ class FiniteKeyParameters:
     signal_intensity: float = 0.5
     #: Decoy intensity mu2, mean photons per pulse.
     decoy_intensity: float = 0.15
+    #: 2: signal + two decoys (Lim et al. 2014); 1: signal + one decoy, no vacuum-like state
+    #: (Rusca et al., APL 112, 171104, 2018), where ``vacuum_intensity`` and
+    #: ``decoy_probability`` are unused (p_mu2 = 1 - p_mu1).
+    decoy_states: int = 2
 
     def __post_init__(self) -> None:
         _check_non_negative("loss_db_per_km", self.loss_db_per_km)
@@ -147,12 +156,17 @@ class FiniteKeyParameters:
         _check_probability("epsilon_sec", self.epsilon_sec, open_interval=True)
         if self.epsilon_sec_per_bit is not None:
             _check_probability("epsilon_sec_per_bit", self.epsilon_sec_per_bit, open_interval=True)
+        if self.decoy_states not in (1, 2):
+            raise ParameterError(
+                "decoy_states",
+                f"must be 1 (Rusca et al. 2018) or 2 (Lim et al. 2014), got {self.decoy_states!r}",
+            )
         _check_non_negative("vacuum_intensity", self.vacuum_intensity)
         _check_probability("basis_probability_x", self.basis_probability_x, open_interval=True)
         _check_probability("signal_probability", self.signal_probability, open_interval=True)
         _check_probability("decoy_probability", self.decoy_probability, open_interval=True)
         total = self.signal_probability + self.decoy_probability
-        if not (total < 1.0):
+        if self.decoy_states == 2 and not (total < 1.0):
             raise ParameterError(
                 "decoy_probability",
                 "signal_probability + decoy_probability must be < 1 (the weakest intensity "
@@ -160,6 +174,14 @@ class FiniteKeyParameters:
             )
         _check_positive("decoy_intensity", self.decoy_intensity)
         _check_positive("signal_intensity", self.signal_intensity)
+        if self.decoy_states == 1:
+            if not (self.signal_intensity > self.decoy_intensity):
+                raise ParameterError(
+                    "signal_intensity",
+                    f"must be > decoy_intensity ({self.decoy_intensity!r}), "
+                    f"got {self.signal_intensity!r}",
+                )
+            return
         if not (self.decoy_intensity > self.vacuum_intensity):
             raise ParameterError(
                 "decoy_intensity",
@@ -184,6 +206,15 @@ class FiniteKeyParameters:
         return cls()
 
     @classmethod
+    def rusca2018(cls) -> FiniteKeyParameters:
+        """The one-decoy protocol of Rusca et al., APL 112, 171104 (2018), on Lim's system.
+
+        Two intensities mu1 > mu2 (no vacuum-like third one); system and security settings as
+        :meth:`lim2014`, so that the two protocols can be compared on one system.
+        """
+        return cls(decoy_states=1, signal_probability=0.7, decoy_probability=0.3)
+
+    @classmethod
     def from_link(cls, link: LinkSpec) -> FiniteKeyParameters:
         """The finite-key model of a :class:`~qkdnet.quantum.link.LinkSpec`.
 
@@ -192,7 +223,7 @@ class FiniteKeyParameters:
         their probabilities and its basis probability (Z in the link is the key basis, X
         here). Security settings keep Lim et al.'s values.
         """
-        values: dict[str, float] = {
+        values: dict[str, Any] = {
             "loss_db_per_km": link.loss_db_per_km,
             "extra_loss_db": link.extra_loss_db,
             "detector_efficiency": link.detector_efficiency,
@@ -266,6 +297,7 @@ class _Model:
     n_x: FloatArray  # n_X,k / N, shape (3, ...)
     n_z: FloatArray
     m_x_total: FloatArray  # m_X / N
+    m_x: FloatArray  # m_X,k / N, shape (3, ...)
     m_z: FloatArray  # m_Z,k / N, shape (3, ...)
     mu: FloatArray  # (3, ...)
     p: FloatArray  # (3, ...)
@@ -285,15 +317,18 @@ def _system_model(
 
     D_k = 1 - (1 - 2 p_dc) exp(-eta_sys k); R_k = D_k (1 + p_ap);
     e_k = p_dc + e_mis (1 - exp(-eta_sys k)) + p_ap D_k / 2. The paper prints eta_ch in the
-    misalignment term; eta_sys (the photons that reach a detector) is what the physics needs
-    and what reproduces the paper's 135 km for n_X = 1e4 (see docs/validation-finite-key.md).
+    misalignment term; we use eta_sys, the photons that reach a detector, since only those
+    can cause optical errors (see docs/validation-finite-key.md). With one decoy
+    (Rusca et al. 2018) the third class has probability 0.
     """
     pdc = params.dark_count_probability
     pap = params.afterpulse_probability
     emis = params.misalignment_error
-    mu3 = np.full_like(mu1, params.vacuum_intensity)
+    one_decoy = params.decoy_states == 1
+    mu3 = np.full_like(mu1, 0.0 if one_decoy else params.vacuum_intensity)
     mu = np.stack(np.broadcast_arrays(mu1, mu2, mu3))
-    p = np.stack(np.broadcast_arrays(p1, p2, 1.0 - p1 - p2))
+    p3 = np.zeros_like(p1) if one_decoy else 1.0 - p1 - p2
+    p = np.stack(np.broadcast_arrays(p1, p2, p3))
     transmitted = 1.0 - np.exp(-eta_sys * mu)
     detect = 1.0 - (1.0 - 2.0 * pdc) * np.exp(-eta_sys * mu)
     rate = detect * (1.0 + pap)
@@ -308,6 +343,7 @@ def _system_model(
         n_x=qx2 * p * rate,
         n_z=qz2 * p * rate,
         m_x_total=qx2 * np.sum(p * error, axis=0),
+        m_x=qx2 * p * error,
         m_z=qz2 * p * error,
         mu=mu,
         p=p,
@@ -338,15 +374,24 @@ def _decoy_bounds(
 
 
 def _gamma(
-    eps: FloatArray, b: FloatArray, c: FloatArray, d: FloatArray, inv_pulses: FloatArray
+    eps: FloatArray,
+    b: FloatArray,
+    c: FloatArray,
+    d: FloatArray,
+    inv_pulses: FloatArray,
+    terms: float = _SECRECY_TERMS,
 ) -> FloatArray:
-    """gamma(a, b, c, d) of Lim et al. Eq. (5), with c, d given per pulse (times 1/N)."""
+    """gamma(a, b, c, d) of Lim et al. Eq. (5), with c, d given per pulse (times 1/N).
+
+    ``terms`` is the number of error terms eps_sec is split into: 21 for Lim et al.,
+    19 for Rusca et al. (their Eq. A24).
+    """
     c = np.maximum(c, 1e-150)
     d = np.maximum(d, 1e-150)
     spread = inv_pulses * (c + d) / (c * d)  # (c+d)/(cd) in counts
     bb = b * (1.0 - b)
     with np.errstate(divide="ignore", invalid="ignore"):
-        inner = np.log2(spread / bb * _SECRECY_TERMS**2 / eps**2)
+        inner = np.log2(spread / bb * terms**2 / eps**2)
         value = np.sqrt(np.maximum(spread * bb / _LN2 * inner, 0.0))
     return np.where(inv_pulses > 0.0, value, 0.0)
 
@@ -387,6 +432,88 @@ def _key_per_pulse(
     return ell, phi
 
 
+#: Error terms of eps_sec in Rusca et al. 2018, Eq. (A24): eps_sec = 19 eps.
+_SECRECY_TERMS_ONE_DECOY = 19.0
+
+
+def _one_decoy_bounds(
+    n: FloatArray, m: FloatArray, dev_n: FloatArray, dev_m: FloatArray, model: _Model
+) -> tuple[FloatArray, FloatArray]:
+    """Rusca et al. 2018: s_0^l (A19) and s_1^l (A17) with the vacuum upper bound (A16)."""
+    mu1, mu2 = model.mu[0], model.mu[1]
+    p1, p2 = model.p[0], model.p[1]
+    tau0 = p1 * np.exp(-mu1) + p2 * np.exp(-mu2)
+    tau1 = p1 * mu1 * np.exp(-mu1) + p2 * mu2 * np.exp(-mu2)
+    w1 = np.exp(mu1) / p1
+    w2 = np.exp(mu2) / p2
+    # Vacuum detections err with probability 1/2, so twice the decoy's errors bound them.
+    s0_upper = 2.0 * (tau0 * w2 * (m[1] + dev_m) + dev_n)
+    s0 = tau0 / (mu1 - mu2) * (mu1 * w2 * (n[1] - dev_n) - mu2 * w1 * (n[0] + dev_n))
+    s1 = (
+        tau1
+        * mu1
+        / (mu2 * (mu1 - mu2))
+        * (
+            w2 * (n[1] - dev_n)
+            - mu2**2 / mu1**2 * w1 * (n[0] + dev_n)
+            - (mu1**2 - mu2**2) / mu1**2 * s0_upper / tau0
+        )
+    )
+    return np.maximum(s0, 0.0), s1
+
+
+def _key_per_pulse_one_decoy(
+    model: _Model, eps_sec: FloatArray, params: FiniteKeyParameters
+) -> tuple[FloatArray, FloatArray]:
+    """Rusca et al., APL 112, 171104 (2018), Eqs. (A16)-(A25), divided by N; X is the key basis.
+
+    n^+- = e^k/p_k (n_k +- delta) as in Lim et al. (the printed A18 drops e^k/p_k, which
+    A10 needs); deviations delta(n) = sqrt(n/2 ln(19/eps_sec)); 19 error terms (A24).
+    """
+    terms = _SECRECY_TERMS_ONE_DECOY
+    inv = model.inv_pulses
+    log_term = np.log(terms / eps_sec)
+
+    def dev(total: FloatArray) -> FloatArray:
+        return np.asarray(np.sqrt(total * inv * log_term / 2.0))
+
+    n_x_total = np.sum(model.n_x, axis=0)
+    n_z_total = np.sum(model.n_z, axis=0)
+    m_z_total = np.sum(model.m_z, axis=0)
+    s_x0, s_x1 = _one_decoy_bounds(
+        model.n_x, model.m_x, dev(n_x_total), dev(model.m_x_total), model
+    )
+    _, s_z1 = _one_decoy_bounds(model.n_z, model.m_z, dev(n_z_total), dev(m_z_total), model)
+    mu1, mu2 = model.mu[0], model.mu[1]
+    p1, p2 = model.p[0], model.p[1]
+    tau1 = p1 * mu1 * np.exp(-mu1) + p2 * mu2 * np.exp(-mu2)
+    dev_mz = dev(m_z_total)
+    v_z1 = (
+        tau1
+        / (mu1 - mu2)
+        * (np.exp(mu1) / p1 * (model.m_z[0] + dev_mz) - np.exp(mu2) / p2 * (model.m_z[1] - dev_mz))
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(s_z1 > 0.0, v_z1 / s_z1, 0.5)
+    ratio = np.clip(ratio, 1e-12, 0.5)
+    phi = ratio + _gamma(eps_sec, ratio, s_z1, s_x1, inv, terms)
+    phi = np.where((s_z1 > 0.0) & (s_x1 > 0.0), phi, 0.5)
+    e_obs = model.m_x_total / n_x_total
+    leak = params.error_correction_efficiency * n_x_total * _binary_entropy(e_obs)
+    constants = 6.0 * np.log2(terms / eps_sec) + math.log2(2.0 / params.epsilon_cor)
+    ell = s_x0 + s_x1 * (1.0 - _binary_entropy(phi)) - leak - constants * inv
+    return ell, phi
+
+
+def _key_per_pulse_any(
+    model: _Model, eps_sec: FloatArray, params: FiniteKeyParameters
+) -> tuple[FloatArray, FloatArray]:
+    """Eq. (1) of Lim et al. or Eq. (A25) of Rusca et al., by ``params.decoy_states``."""
+    if params.decoy_states == 1:
+        return _key_per_pulse_one_decoy(model, eps_sec, params)
+    return _key_per_pulse(model, eps_sec, params)
+
+
 def _secure_key_per_pulse(
     model: _Model, params: FiniteKeyParameters, iterations: int
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
@@ -400,17 +527,17 @@ def _secure_key_per_pulse(
     kappa = params.epsilon_sec_per_bit
     if kappa is None:
         eps = np.full_like(inv, params.epsilon_sec)
-        ell, phi = _key_per_pulse(model, eps, params)
+        ell, phi = _key_per_pulse_any(model, eps, params)
         return ell, phi, eps
     with np.errstate(divide="ignore"):
         block = np.where(inv > 0.0, np.sum(model.n_x, axis=0) / np.where(inv > 0, inv, 1.0), 1.0)
     eps = np.minimum(kappa * block, 0.5)
-    ell, phi = _key_per_pulse(model, eps, params)
+    ell, phi = _key_per_pulse_any(model, eps, params)
     for _ in range(iterations):
         with np.errstate(divide="ignore"):
             bits = np.where(inv > 0.0, ell / np.where(inv > 0, inv, 1.0), 1.0)
         eps = np.clip(kappa * bits, kappa, 0.5)
-        ell, phi = _key_per_pulse(model, eps, params)
+        ell, phi = _key_per_pulse_any(model, eps, params)
     return ell, phi, eps
 
 
@@ -478,7 +605,12 @@ def _from_settings(
 def _objective(
     x: FloatArray, eta_sys: FloatArray, block_size: FloatArray, params: FiniteKeyParameters
 ) -> FloatArray:
-    """Search objective per row, by the Numba kernel (same numbers as _objective_reference)."""
+    """Search objective per row, by the Numba kernel (same numbers as _objective_reference).
+
+    The one-decoy protocol has no kernel and uses the NumPy reference.
+    """
+    if params.decoy_states == 1:
+        return _objective_reference(x, eta_sys, block_size, params)
     box = np.array([*_QX_RANGE, _P_FLOOR, *_MU2_RANGE, *_MU1_RANGE])
     kappa = params.epsilon_sec_per_bit
     model = np.array(
@@ -509,7 +641,7 @@ def _objective_reference(
     x: FloatArray, eta_sys: FloatArray, block_size: FloatArray, params: FiniteKeyParameters
 ) -> FloatArray:
     """Negative key per pulse (continuous, may be positive where there is no key)."""
-    qx, p1, p2, mu1, mu2 = _to_settings(x, params.vacuum_intensity)
+    qx, p1, p2, mu1, mu2 = _settings(x, params)
     with np.errstate(all="ignore"):
         model = _system_model(eta_sys, block_size, qx, p1, p2, mu1, mu2, params)
         ell, _, _ = _secure_key_per_pulse(model, params, _EPS_ITERATIONS_SEARCH)
@@ -607,7 +739,40 @@ def _nelder_mead(
     return x_best, values[np.arange(n), best_index]
 
 
+def _settings(
+    x: FloatArray, params: FiniteKeyParameters
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Coordinates -> (q_x, p_mu1, p_mu2, mu1, mu2) for the protocol in ``params``.
+
+    One decoy (Rusca et al. 2018): p_mu2 = 1 - p_mu1 and mu1 > mu2 > 0; the third
+    coordinate is unused.
+    """
+    if params.decoy_states == 2:
+        return _to_settings(x, params.vacuum_intensity)
+    qx = _QX_RANGE[0] + (_QX_RANGE[1] - _QX_RANGE[0]) * _sigmoid(x[..., 0])
+    p1 = _P_FLOOR + (1.0 - 2.0 * _P_FLOOR) * _sigmoid(x[..., 1])
+    mu2 = _MU2_RANGE[0] + (_MU2_RANGE[1] - _MU2_RANGE[0]) * _sigmoid(x[..., 3])
+    mu1 = mu2 + _MU1_RANGE[0] + (_MU1_RANGE[1] - _MU1_RANGE[0]) * _sigmoid(x[..., 4])
+    return qx, p1, 1.0 - p1, mu1, mu2
+
+
 def _default_start(params: FiniteKeyParameters, n: int) -> FloatArray:
+    if params.decoy_states == 1:
+        eps = 1e-12
+
+        def unit(value: float, lo: float, hi: float) -> float:
+            return float(_logit(np.clip((value - lo) / (hi - lo), eps, 1.0 - eps)))
+
+        one = np.array(
+            [
+                unit(params.basis_probability_x, *_QX_RANGE),
+                unit(params.signal_probability, _P_FLOOR, 1.0 - _P_FLOOR),
+                0.0,
+                unit(params.decoy_intensity, *_MU2_RANGE),
+                unit(params.signal_intensity - params.decoy_intensity, *_MU1_RANGE),
+            ]
+        )
+        return np.repeat(one[None, :], n, axis=0)
     start = _from_settings(
         np.asarray(params.basis_probability_x),
         np.asarray(params.signal_probability),
@@ -862,7 +1027,7 @@ def _evaluate(
     x: FloatArray,
     params: FiniteKeyParameters,
 ) -> FiniteKeyResult:
-    qx, p1, p2, mu1, mu2 = _to_settings(x, params.vacuum_intensity)
+    qx, p1, p2, mu1, mu2 = _settings(x, params)
     block = np.full(distance.shape, n_x)
     model = _system_model(eta_sys, block, qx, p1, p2, mu1, mu2, params)
     ell, phi, eps = _secure_key_per_pulse(model, params, _EPS_ITERATIONS_FINAL)
@@ -908,10 +1073,10 @@ def asymptotic_decoy_rate(
     start[:, 0] = 40.0  # q_x at the top of its range, 1 - 1e-9
     x = _optimise(eta_sys, block, params, start) if optimise else start
     x[:, 0] = start[:, 0]
-    qx, p1, p2, mu1, mu2 = _to_settings(x, params.vacuum_intensity)
+    qx, p1, p2, mu1, mu2 = _settings(x, params)
     model = _system_model(eta_sys, block, qx, p1, p2, mu1, mu2, params)
     # No deviations or constant terms when 1/N = 0, so eps_sec plays no role here.
-    ell, phi = _key_per_pulse(model, np.full(distance.shape, 0.5), params)
+    ell, phi = _key_per_pulse_any(model, np.full(distance.shape, 0.5), params)
     return np.where((ell > 0.0) & (phi < 0.5), ell, 0.0)
 
 
@@ -919,7 +1084,7 @@ def _has_key(
     x: FloatArray, eta_sys: FloatArray, block_size: FloatArray, params: FiniteKeyParameters
 ) -> NDArray[np.bool_]:
     """At least one secret bit per block and phi_X < 1/2 (the protocol does not abort)."""
-    qx, p1, p2, mu1, mu2 = _to_settings(x, params.vacuum_intensity)
+    qx, p1, p2, mu1, mu2 = _settings(x, params)
     model = _system_model(eta_sys, block_size, qx, p1, p2, mu1, mu2, params)
     ell, phi, _ = _secure_key_per_pulse(model, params, _EPS_ITERATIONS_FINAL)
     return np.asarray((ell / model.inv_pulses >= 1.0) & (phi < 0.5))
