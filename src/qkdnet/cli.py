@@ -71,7 +71,7 @@ _register_commands()
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; a QkdnetError becomes ``error: <message>`` on stderr and exit code 2."""
-    err = Console(stderr=True, highlight=False)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         app(args=argv, standalone_mode=True)
     except QkdnetError as exc:
