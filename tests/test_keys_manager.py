@@ -239,8 +239,9 @@ def test_tampered_or_replayed_relay_is_refused(store_factory: Factory) -> None:
 def test_forged_tag_on_fresh_key_is_refused_and_spends_nothing(store_factory: Factory) -> None:
     net = make_net(store_factory, [("A", "B")], np.random.default_rng(7))
     ranges, _ = net.kms["A"].store.take_bytes(link_pool("A-B"), MAC_KEY_BYTES + 32)
-    body = {"relay_id": "r", "key_ids": [str(uuid.uuid4())], "size": 32, "master": "sae-A",
-            "slave": "sae-B", "path": ["A", "B"], "hop": 1, "part": 0, "parts": 1,
+    body = {"relay_id": "r", "key_seed": str(uuid.uuid4()), "number": 1, "size": 32,
+            "master": "sae-A", "slave": "sae-B", "path": ["A", "B"], "hop": 1,
+            "part": 0, "parts": 1,
             "mode": "link", "ciphertext": "", "ranges": [r.to_json() for r in ranges]}
     forged = KxMessage(MessageKind.RELAY, "A", "B", "A-B", body, "ab" * 16)
     before = net.kms["B"].link_key_bytes("A-B")

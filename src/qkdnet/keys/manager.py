@@ -116,6 +116,15 @@ def _xor(a: bytes, b: bytes) -> bytes:
     return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(len(a), "big")
 
 
+def key_ids_from_seed(seed: uuid.UUID, number: int) -> list[uuid.UUID]:
+    """The IDs of a batch of ``number`` keys: name-based UUIDs (RFC 4122 v5) of ``seed``.
+
+    A relay message carries the 16-byte seed instead of every ID (IDs are not secret);
+    both ends derive the same IDs.
+    """
+    return [uuid.uuid5(seed, str(i)) for i in range(number)]
+
+
 def link_pool(link_id: str) -> str:
     """Pool name of a QKD link's keys."""
     return f"link:{link_id}"
@@ -309,12 +318,13 @@ class KeyManager:
             ready = self._from_prefilled(master_sae_id, slave_sae_id, number, size)
             if ready is not None:
                 return ready
-        key_ids = [uuid.uuid4() for _ in range(number)]
+        seed = uuid.uuid4()
+        key_ids = key_ids_from_seed(seed, number)
         keys = self._make_keys(
-            master_sae_id, slave_sae_id, slave_node_id, key_ids, size, policy, None
+            master_sae_id, slave_sae_id, slave_node_id, seed, number, size, policy, None
         )
         for extra_sae, extra_node in additional_slaves:
-            self._make_keys(master_sae_id, extra_sae, extra_node, key_ids, size, policy, keys)
+            self._make_keys(master_sae_id, extra_sae, extra_node, seed, number, size, policy, keys)
         self.stats.keys_supplied += number
         return [
             DeliveredKey(kid, keys[i * size : (i + 1) * size]) for i, kid in enumerate(key_ids)
@@ -358,9 +368,11 @@ class KeyManager:
         """
         size_bits = self.key_size_bits if size_bits is None else size_bits
         size = self._check_request(number, size_bits)
-        key_ids = [uuid.uuid4() for _ in range(number)]
+        seed = uuid.uuid4()
+        key_ids = key_ids_from_seed(seed, number)
         keys = self._make_keys(
-            master_sae_id, slave_sae_id, slave_node_id, key_ids, size, policy or RelayPolicy(), None
+            master_sae_id, slave_sae_id, slave_node_id, seed, number, size,
+            policy or RelayPolicy(), None,
         )
         now = self.clock.now()
         pair = f"{master_sae_id}>{slave_sae_id}"
@@ -378,13 +390,13 @@ class KeyManager:
         master: str,
         slave: str,
         slave_node: str,
-        key_ids: list[uuid.UUID],
+        seed: uuid.UUID,
+        number: int,
         size: int,
         policy: RelayPolicy,
         explicit: bytes | None,
     ) -> bytes:
         """Create the keys at the slave's node and return them (concatenated)."""
-        number = len(key_ids)
         if slave_node == self.node_id:
             if slave not in self.saes:
                 raise ParameterError(
@@ -392,7 +404,7 @@ class KeyManager:
                 )
             # Both SAEs on this node: no link is involved, the node's own randomness is used.
             keys = explicit if explicit is not None else secrets.token_bytes(number * size)
-            self._store_dec(master, slave, key_ids, keys, size)
+            self._store_dec(master, slave, key_ids_from_seed(seed, number), keys, size)
             return keys
         paths = self.paths_to(slave_node, policy)
         need = MAC_KEY_BYTES + number * size
@@ -410,7 +422,7 @@ class KeyManager:
                 acc = _xor(acc, shares[i] or b"")
             shares[k - 1] = acc
         parts = [
-            self._relay_path(relay_id, path, master, slave, key_ids, size, i, k, shares[i])
+            self._relay_path(relay_id, path, master, slave, seed, number, size, i, k, shares[i])
             for i, path in enumerate(paths)
         ]
         keys = parts[0]
@@ -533,7 +545,8 @@ class KeyManager:
         path: list[str],
         master: str,
         slave: str,
-        key_ids: list[uuid.UUID],
+        seed: uuid.UUID,
+        number: int,
         size: int,
         part: int,
         parts: int,
@@ -541,7 +554,6 @@ class KeyManager:
     ) -> bytes:
         """Relay one key share along ``path`` from this (origin) node; returns the share."""
         link_id = self.link_to(path[1])
-        number = len(key_ids)
         ranges, material = self.store.take_bytes(link_pool(link_id), MAC_KEY_BYTES + number * size)
         self._count(self.stats.link_bytes_sent, link_id, len(material))
         mac_r, pad_req, pad_resp = material[:16], material[16:32], material[32:48]
@@ -552,7 +564,8 @@ class KeyManager:
             share, mode, ciphertext = explicit, "otp", b64(_xor(explicit, pad))
         body = {
             "relay_id": relay_id,
-            "key_ids": [str(k) for k in key_ids],
+            "key_seed": str(seed),
+            "number": number,
             "size": size,
             "master": master,
             "slave": slave,
@@ -647,7 +660,10 @@ class KeyManager:
             path = [str(n) for n in body["path"]]
             hop = int(body["hop"])
             size = int(body["size"])
-            key_ids = [uuid.UUID(str(k)) for k in body["key_ids"]]
+            number = int(body["number"])
+            if not (0 < number <= 1 << 16):
+                raise ValueError(f"number {number} out of range")
+            key_ids = key_ids_from_seed(uuid.UUID(str(body["key_seed"])), number)
             relay_id = str(body["relay_id"])
             part, parts = int(body["part"]), int(body["parts"])
             master, slave, mode = str(body["master"]), str(body["slave"]), str(body["mode"])
