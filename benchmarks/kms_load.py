@@ -256,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     repeats = 1 if args.quick else args.repeats
     max_s = 3.0 if args.quick else args.max_seconds
     results: dict[tuple[str, str, int], dict[str, float]] = {}
-    print(f"qkdnet KME, HTTPS (TLS 1.3, mutual) on 127.0.0.1, {os.cpu_count()} cores; "
+    print(f"qkdnet KME, HTTPS (TLS 1.3, mutual) on 127.0.0.1, {os.cpu_count()} cores "
+          f"(load average {os.getloadavg()[0]:.1f} at start); "
           f"median of {repeats} run(s), <= {max_pairs} pairs or {max_s:.0f} s each")
     print(f"{'store':<7}{'placement':<10}{'clients':>8}{'pairs/s':>10}{'p50 ms':>9}"
           f"{'p99 ms':>9}{'errors':>8}")
@@ -312,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
                 for proc in procs:
                     proc.wait(30)
                 shutil.rmtree(workdir, ignore_errors=True)
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} (other work on this machine "
+          "shares the cores: compare runs only at similar load)")
     best = max(r["pairs_per_s"] for r in results.values())
     met = any(r["pairs_per_s"] >= GOAL_PAIRS_PER_S and r["p99_ms"] < GOAL_P99_MS
               for r in results.values())
