@@ -41,9 +41,11 @@ def test_honest_block_gives_identical_keys_of_the_proven_length() -> None:
     # The output length is exactly the finite-key bound with the actual leakage.
     assert result.secret_bits == secret_key_length(result.estimate, result.leaked_bits)
     assert 0 < result.secret_bits < result.sifted_bits - result.leaked_bits
-    # Authentication: 7 messages; key consumed = hash keys (2 x 64) + one 64-bit pad each.
+    # Authentication: 7 messages, each with a 64-bit one-time pad, plus the hash keys of
+    # both directions (drawn once per session); the block reports what the channel used.
     assert pipe.channel.messages == 7
-    assert result.auth_consumed_bits == 2 * 64 + 7 * 64
+    assert result.auth_consumed_bits == pipe.channel.key_consumed_bits
+    assert 7 * 64 < result.auth_consumed_bits <= 7 * 64 + 2 * 256
     assert result.net_secret_bits == result.secret_bits - result.auth_consumed_bits
     assert result.alice_key.size == result.net_secret_bits
     # Efficiency f as defined by Martinez-Mateo et al.: leak / (n h(Q)), Q the true QBER.

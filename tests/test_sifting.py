@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from qkdnet.postprocessing.sifting import sift
+from qkdnet.postprocessing.sifting import decode_gaps, sift
 from qkdnet.quantum.link import LinkSpec
 from qkdnet.quantum.records import DetectionRecords
 from qkdnet.quantum.sampling import simulate_block
@@ -33,8 +33,12 @@ def test_sifting_by_hand() -> None:
     assert s.test_counts.tolist() == [1, 1, 1]
     assert s.test_errors.tolist() == [0, 0, 1]
     assert s.sifted_bits == 2 and s.detections == 6
-    # Bob's announcement carries a gap per detection (uint32) plus his packed bases.
-    assert len(s.messages[0][1]) == 6 * 4 + 1
+    # Bob's announcement: one varint gap per detection (all < 128 here: one byte each),
+    # then his bases packed; it decodes back to the pulse indices.
+    assert len(s.messages[0][1]) == 6 + 1
+    assert decode_gaps(s.messages[0][1], 6).tolist() == [3, 7, 8, 20, 21, 40]
+    # Alice's answer: her bases packed (1 byte) and the classes, two bits each (2 bytes).
+    assert s.messages[1][1] == bytes([0b00111000, 0b00011000, 0b01000000])
     assert [m[0] for m in s.messages] == ["bob", "alice", "alice", "bob"]
 
 
