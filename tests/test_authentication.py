@@ -34,14 +34,14 @@ def ref_gf64_mul(a: int, b: int) -> int:
     return r
 
 
-def ref_tag(message: bytes, key: int, pad: int) -> bytes:
+def ref_tag(message: bytes, key: int, const: int, pad: int) -> bytes:
     padded = message + b"\0" * (-len(message) % 8)
     blocks = [int.from_bytes(padded[i:i + 8], "little") for i in range(0, len(padded), 8)]
     blocks.append(8 * len(message))
     h = 0
     for b in blocks:
         h = ref_gf64_mul(h ^ b, key)
-    return (h ^ pad).to_bytes(8, "little")
+    return (h ^ const ^ pad).to_bytes(8, "little")
 
 
 def shared_pools(n_bits: int, seed: int = 0) -> tuple[PreSharedKeyPool, PreSharedKeyPool]:
@@ -75,18 +75,19 @@ def test_pool_accounting_and_exhaustion() -> None:
 @settings(max_examples=40, deadline=None)
 @given(st.binary(max_size=200), st.integers(0, 2**32))
 def test_tag_matches_reference_and_verifies(message: bytes, seed: int) -> None:
-    pa, pb = shared_pools(64 * 3, seed)
-    raw = np.random.default_rng(seed).integers(0, 2, 64 * 3, dtype=np.uint8)
+    pa, pb = shared_pools(64 * 4, seed)
+    raw = np.random.default_rng(seed).integers(0, 2, 64 * 4, dtype=np.uint8)
+    k, c = word(raw[:64]), word(raw[64:128])
     alice, bob = WegmanCarterAuthenticator(pa), WegmanCarterAuthenticator(pb)
     tag = alice.tag(message)
-    assert tag == ref_tag(message, word(raw[:64]), word(raw[64:128]))
+    assert tag == ref_tag(message, k, c, word(raw[128:192]))
     bob.verify(message, tag)
-    assert alice.consumed_bits == bob.consumed_bits == 128  # hash key + one pad
+    assert alice.consumed_bits == bob.consumed_bits == 192  # hash key (k, c) + one pad
     tag2 = alice.tag(message)  # same message, fresh pad: a different tag
-    assert tag2 == ref_tag(message, word(raw[:64]), word(raw[128:192]))
-    assert tag2 != tag or word(raw[64:128]) == word(raw[128:192])
+    assert tag2 == ref_tag(message, k, c, word(raw[192:256]))
+    assert tag2 != tag or word(raw[128:192]) == word(raw[192:256])
     bob.verify(message, tag2)
-    assert alice.consumed_bits == 192
+    assert alice.consumed_bits == 256
 
 
 @settings(max_examples=60, deadline=None)
@@ -113,13 +114,13 @@ def test_any_bit_flip_is_rejected(message: bytes, data: st.DataObject) -> None:
 
 
 def test_tag_bits_128_and_epsilon() -> None:
-    pa, pb = shared_pools(64 * 4)
+    pa, pb = shared_pools(64 * 6)
     alice = WegmanCarterAuthenticator(pa, tag_bits=128)
     bob = WegmanCarterAuthenticator(pb, tag_bits=128)
     tag = alice.tag(b"x" * 80)
     assert len(tag) == 16
     bob.verify(b"x" * 80, tag)
-    assert alice.consumed_bits == 256
+    assert alice.consumed_bits == 384
     assert message_epsilon(80, 64) == pytest.approx(11 / 2**64)
     assert message_epsilon(80, 128) == pytest.approx((11 / 2**64) ** 2)
     assert alice.epsilon == pytest.approx(message_epsilon(80, 128))
@@ -128,12 +129,12 @@ def test_tag_bits_128_and_epsilon() -> None:
 
 
 def test_exhausted_pool_takes_nothing() -> None:
-    pa, _ = shared_pools(64 * 2 + 10)
+    pa, _ = shared_pools(64 * 3 + 10)
     alice = WegmanCarterAuthenticator(pa)
     alice.tag(b"one")
     with pytest.raises(KeyExhausted):
         alice.tag(b"two")
-    assert pa.available_bits == 10 and alice.consumed_bits == 128
+    assert pa.available_bits == 10 and alice.consumed_bits == 192
 
 
 # ---- channel ------------------------------------------------------------------------
@@ -155,8 +156,8 @@ def test_conversation_both_directions_and_accounting() -> None:
     assert ch.messages == 3
     assert ch.payload_bits == 8 * (10 + 6 + 10)
     assert ch.tag_bits_sent == 3 * 64
-    # Alice's end: A->B hash key + 2 pads, B->A hash key + 1 pad
-    assert ch.key_consumed_bits == 64 * (1 + 2) + 64 * (1 + 1)
+    # Alice's end: A->B hash key (k, c) + 2 pads, B->A hash key + 1 pad
+    assert ch.key_consumed_bits == 64 * (2 + 2) + 64 * (2 + 1)
     assert ch.key_available_bits == 64 * 40 - ch.key_consumed_bits
     assert ch.epsilon == pytest.approx(
         message_epsilon(9 + 10) * 2 + message_epsilon(9 + 6)
@@ -220,7 +221,7 @@ def test_forgery_with_random_tags_fails() -> None:
 
 
 def test_refill_and_exhaustion() -> None:
-    ch = make_channel(n_bits=64 * 4)  # per direction: hash key + 1 pad
+    ch = make_channel(n_bits=64 * 6)  # per direction: hash key (k, c) + 1 pad
     ch.receive(ch.send(Role.ALICE, b"a"))
     with pytest.raises(KeyExhausted):
         ch.send(Role.ALICE, b"b")
@@ -228,6 +229,6 @@ def test_refill_and_exhaustion() -> None:
     ch.refill(fresh, fresh.copy())
     ch.receive(ch.send(Role.ALICE, b"b"))
     ch.receive(ch.send(Role.BOB, b"c"))
-    assert ch.key_consumed_bits == 64 * 3 + 64 * 2
+    assert ch.key_consumed_bits == 64 * 4 + 64 * 3
     with pytest.raises(ParameterError):
         ch.refill(fresh, fresh[:-1])

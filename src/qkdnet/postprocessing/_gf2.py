@@ -199,8 +199,7 @@ def _tmvp_rec(buf: np.ndarray, ao: int, xo: int, yo: int, W: int, wo: int) -> No
         buf[yo + h + i] ^= buf[p + i]
 
 
-@njit(parallel=True)
-def tmvp_blocks(seed: np.ndarray, x: np.ndarray, B: int, P: int, Q: int) -> np.ndarray:
+def _tmvp_blocks_py(seed: np.ndarray, x: np.ndarray, B: int, P: int, Q: int) -> np.ndarray:
     """y (P*B words) = T x for a (64PB x 64QB) Toeplitz matrix split into B-word squares.
 
     ``seed`` has (P+Q)*B words and defines T[i, j] = seed[i - j + 64QB - 1] (bits); ``x``
@@ -227,6 +226,20 @@ def tmvp_blocks(seed: np.ndarray, x: np.ndarray, B: int, P: int, Q: int) -> np.n
             for i in range(B):
                 y[I * B + i] ^= parts[t, i]
     return y
+
+
+# Serial and multi-threaded builds of the same kernels. Threads are opt-in: on a machine
+# shared with other busy processes, OpenMP barriers between radix-3 stages cost far more
+# than the second core gains (measured: 10x slower at 10^6 bits under load 8 on 2 cores).
+_tmvp_blocks_serial = njit(_tmvp_blocks_py)
+_tmvp_blocks_parallel = njit(parallel=True)(_tmvp_blocks_py)
+
+
+def tmvp_blocks(seed: np.ndarray, x: np.ndarray, B: int, P: int, Q: int,
+                parallel: bool = False) -> np.ndarray:
+    """See ``_tmvp_blocks_py``; ``parallel`` runs the block products on all Numba threads."""
+    fn = _tmvp_blocks_parallel if parallel else _tmvp_blocks_serial
+    return fn(seed, x, B, P, Q)
 
 
 def block_words(m_words: int) -> int:
@@ -376,8 +389,7 @@ def _mulpow_acc(dst: np.ndarray, db: int, src: np.ndarray, sb: int, t: int, L: i
         _xor_bits(dst, db, i0 + t - 3 * L, src, sb, i0, twoL - i0)
 
 
-@njit(cache=True, parallel=True)
-def _dft3_stage(a: np.ndarray, E: int, D: int, M: int, L: int, inverse: bool) -> None:
+def _dft3_stage_py(a: np.ndarray, E: int, D: int, M: int, L: int, inverse: bool) -> None:
     """One radix-3 stage on D elements of E words (a is D*E words), block length M.
 
     Forward (decimation in frequency, Gentleman-Sande): y0 = x0 + x1 + x2,
@@ -428,14 +440,19 @@ def _dft3_stage(a: np.ndarray, E: int, D: int, M: int, L: int, inverse: bool) ->
             a[i2 + w] = tmp[2 * E + w]
 
 
-def _dft3(a: np.ndarray, E: int, D: int, L: int, inverse: bool) -> None:
+_dft3_stage_serial = njit(cache=True)(_dft3_stage_py)
+_dft3_stage_parallel = njit(cache=True, parallel=True)(_dft3_stage_py)
+
+
+def _dft3(a: np.ndarray, E: int, D: int, L: int, inverse: bool, parallel: bool = False) -> None:
+    stage = _dft3_stage_parallel if parallel else _dft3_stage_serial
     M = D
     sizes = []
     while M >= 3:
         sizes.append(M)
         M //= 3
     for M in (reversed(sizes) if inverse else sizes):
-        _dft3_stage(a, E, D, M, L, inverse)
+        stage(a, E, D, M, L, inverse)
 
 
 @njit(cache=True)
@@ -451,8 +468,7 @@ def _load_chunks(words: np.ndarray, nbits: int, D: int, K: int, E: int) -> np.nd
     return out
 
 
-@njit(parallel=True)
-def _pointwise(a: np.ndarray, b: np.ndarray, D: int, E: int, W: int, L: int) -> None:
+def _pointwise_py(a: np.ndarray, b: np.ndarray, D: int, E: int, W: int, L: int) -> None:
     """a[j] = a[j] * b[j] in R for every element (Karatsuba, then fold mod y^2L + y^L + 1)."""
     for j in prange(D):
         buf = np.zeros(8 * W + 64, dtype=np.uint64)
@@ -468,6 +484,10 @@ def _pointwise(a: np.ndarray, b: np.ndarray, D: int, E: int, W: int, L: int) -> 
         _xor_bits(a, j * E, L, prod, 0, 2 * L, L)
         _xor_bits(a, j * E, 0, prod, 0, 2 * L, L)
         _xor_bits(a, j * E, 0, prod, 0, 3 * L, L)
+
+
+_pointwise_serial = njit(_pointwise_py)
+_pointwise_parallel = njit(parallel=True)(_pointwise_py)
 
 
 @njit(cache=True)
@@ -506,7 +526,8 @@ def schoenhage_params(nbits: int, k_only: int | None = None) -> tuple[int, int, 
 
 
 def cyclic_product(a_words: np.ndarray, a_bits: int, b_words: np.ndarray, b_bits: int,
-                   length_bits: int, k: int | None = None) -> tuple[np.ndarray, int]:
+                   length_bits: int, k: int | None = None,
+                   parallel: bool = False) -> tuple[np.ndarray, int]:
     """Packed a(x) b(x) mod x^T - 1 for some T >= length_bits (T returned); when
     length_bits >= a_bits + b_bits - 1 this is the plain product. Inputs need one word of
     zero padding past their last bit. ``k`` forces the transform length 3^k (tests)."""
@@ -514,9 +535,9 @@ def cyclic_product(a_words: np.ndarray, a_bits: int, b_words: np.ndarray, b_bits
     W = block_words(E)
     A = _load_chunks(a_words, a_bits, D, K, E)
     B = _load_chunks(b_words, b_bits, D, K, E)
-    _dft3(A, E, D, L, False)
-    _dft3(B, E, D, L, False)
-    _pointwise(A, B, D, E, W, L)
+    _dft3(A, E, D, L, False, parallel)
+    _dft3(B, E, D, L, False, parallel)
+    (_pointwise_parallel if parallel else _pointwise_serial)(A, B, D, E, W, L)
     del B
-    _dft3(A, E, D, L, True)
+    _dft3(A, E, D, L, True, parallel)
     return _gather(A, D, E, K), D * K

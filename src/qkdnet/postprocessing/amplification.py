@@ -90,7 +90,7 @@ def _pack_words(bits: np.ndarray, lead_zeros: int, total_words: int) -> np.ndarr
     return buf.view("<u8").astype(np.uint64, copy=False)
 
 
-def _toeplitz_clmul(x: np.ndarray, m: int, seed: np.ndarray) -> np.ndarray:
+def _toeplitz_clmul(x: np.ndarray, m: int, seed: np.ndarray, parallel: bool) -> np.ndarray:
     n = x.size
     n_words = -(-n // 64)
     m_words = -(-m // 64)
@@ -102,18 +102,18 @@ def _toeplitz_clmul(x: np.ndarray, m: int, seed: np.ndarray) -> np.ndarray:
     d = Q * B * 64 - n
     xw = _pack_words(x, d, Q * B)
     sw = _pack_words(seed, 0, (P + Q) * B)
-    yw = tmvp_blocks(sw, xw, B, P, Q)
+    yw = tmvp_blocks(sw, xw, B, P, Q, parallel)
     return np.unpackbits(yw.view(np.uint8), bitorder="little")[:m].copy()
 
 
-def _toeplitz_ternary(x: np.ndarray, m: int, seed: np.ndarray) -> np.ndarray:
+def _toeplitz_ternary(x: np.ndarray, m: int, seed: np.ndarray, parallel: bool) -> np.ndarray:
     """y = bits n-1 .. n+m-2 of s(x) x(x) mod x^T - 1, T >= n + m - 1 (no wrap-around into
     those bits: the full product has no terms beyond 2n + m - 3)."""
     n = x.size
     length = n + m - 1
     xw = _pack_words(x, 0, -(-n // 64) + 2)
     sw = _pack_words(seed, 0, -(-length // 64) + 2)
-    c, _ = cyclic_product(sw, length, xw, n, length)
+    c, _ = cyclic_product(sw, length, xw, n, length, parallel=parallel)
     out = np.zeros(-(-m // 64) + 1, dtype=np.uint64)
     _xor_bits(out, 0, 0, c, 0, n - 1, m)
     return np.unpackbits(out.view(np.uint8), bitorder="little")[:m].copy()
@@ -160,14 +160,18 @@ def toeplitz_hash(
     output_length: int,
     seed_bits: np.ndarray,
     method: Method = "auto",
+    threads: bool = False,
 ) -> np.ndarray:
     """Hash n key bits to ``output_length`` bits with the Toeplitz matrix of ``seed_bits``.
 
     ``bits``: uint8 0/1 array (n bits). ``seed_bits``: uint8 0/1 array of n + m - 1 bits
     defining T[i, j] = seed[i - j + n - 1]. Returns y = T x mod 2 as a uint8 0/1 array of
     m bits, exactly (bit for bit equal to the dense matrix-vector product).
-    ``method``: "clmul" (bit-packed Karatsuba with carry-less multiplication, the default
-    for "auto") or "fft" (float FFT convolution, blocked and rounding-checked).
+    ``method``: "clmul" (bit-packed Karatsuba with carry-less multiplication), "ternary"
+    (Schönhage's ternary FFT over GF(2), quasi-linear), "auto" (the faster of those two
+    for the size) or "fft" (float FFT convolution, blocked and rounding-checked).
+    ``threads``: run the bit-packed kernels on all Numba threads (worth it on an idle
+    multi-core machine for n >~ 10^7; harmful on a busy one, hence off by default).
     Two-universal hashing: Krawczyk, CRYPTO '94; leftover hash lemma, Bennett et al. 1995.
     Raises :class:`qkdnet.errors.ParameterError` for malformed input.
     """
@@ -185,9 +189,9 @@ def toeplitz_hash(
     if method == "auto":
         method = "ternary" if n * m >= TERNARY_FROM_NM else "clmul"
     if method == "clmul":
-        return _toeplitz_clmul(x, m, s)
+        return _toeplitz_clmul(x, m, s, threads)
     if method == "ternary":
-        return _toeplitz_ternary(x, m, s)
+        return _toeplitz_ternary(x, m, s, threads)
     if method == "fft":
         return _toeplitz_fft(x, m, s)
     raise ParameterError(
@@ -200,6 +204,7 @@ def privacy_amplification(
     output_length: int,
     rng: np.random.Generator,
     method: Method = "auto",
+    threads: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Compress a reconciled key to ``output_length`` secret bits with a random Toeplitz hash.
 
@@ -207,7 +212,8 @@ def privacy_amplification(
     finite-key formula (e.g. Lim et al., PRA 89, 022307, 2014, Eq. 1); 0 <= m <= n.
     ``rng`` draws the n + m - 1 public seed bits (Alice draws them and sends them to Bob
     over the authenticated channel; they need not be secret).
-    Returns (secret key of m bits, seed used), both uint8 0/1 arrays.
+    Returns (secret key of m bits, seed used), both uint8 0/1 arrays. ``method`` and
+    ``threads`` as in :func:`toeplitz_hash`.
     """
     x = _as_bits("bits", bits)
     m = _check_lengths(x.size, output_length)
@@ -215,4 +221,4 @@ def privacy_amplification(
     seed = np.unpackbits(
         np.frombuffer(rng.bytes(-(-length // 8)), dtype=np.uint8), bitorder="little"
     )[:length]
-    return toeplitz_hash(x, m, seed, method=method), seed
+    return toeplitz_hash(x, m, seed, method=method, threads=threads), seed

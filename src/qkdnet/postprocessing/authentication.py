@@ -7,22 +7,24 @@ keys that QKD itself produces ("key growing").
 
 Construction, per message M (bytes), with t = tag_bits / 64 parallel 64-bit lanes:
 
-    tag_l = h_{k_l}(M) XOR r_l,     l = 1 .. t
+    tag_l = h_{k_l, c_l}(M) XOR r_l,     l = 1 .. t,     h_{k, c}(M) = p_k(M) XOR c
 
-* h_k is the polynomial hash over GF(2^64) (field polynomial z^64 + z^4 + z^3 + z + 1) of
+* p_k is the polynomial hash over GF(2^64) (field polynomial z^64 + z^4 + z^3 + z + 1) of
   the message cut into L little-endian 64-bit blocks followed by a block with its length
-  in bits: h_k(M) = b_1 k^{L+1} + ... + b_{L+1} k. For M != M' and any c,
-  h_k(M) + h_k(M') = c is a nonzero polynomial equation of degree <= L + 1 in k (its
-  k^1 coefficients differ when the lengths differ), so the family is
-  ε-almost-XOR-universal with ε = (L + 1) / 2^64 (Krawczyk, CRYPTO '94; Shoup,
-  CRYPTO '96; Stinson 1994).
-* r_l are fresh one-time-pad bits, never reused; the hash keys k_l are drawn once per
-  direction and reused, which is secure with one-time-padded tags (Wegman & Carter 1981,
-  Sec. 4; composable proof: Portmann, IEEE TIT 60, 4383, 2014). With the pad, a forger who
-  saw any number of tagged messages succeeds in substituting a message with probability
-  at most ε^t per attempt, and the first failure aborts the channel.
+  in bits: p_k(M) = b_1 k^{L+1} + ... + b_{L+1} k. For M != M' and any d,
+  p_k(M) + p_k(M') = d is a nonzero polynomial equation of degree <= L + 1 in k (its
+  k^1 coefficients differ when the lengths differ), so p is ε-almost-XOR-universal with
+  ε = (L + 1) / 2^64 (Krawczyk, CRYPTO '94; Shoup, CRYPTO '96; Stinson 1994). Adding the
+  uniform constant c makes h ε-almost-strongly-universal_2 (ε-ASU2): h(M) is uniform, and
+  Pr[h(M) = u, h(M') = u'] = Pr[p_k(M) + p_k(M') = u + u'] / 2^64 <= ε / 2^64.
+* The hash key (k_l, c_l) is drawn once per direction and reused; r_l are fresh
+  one-time-pad bits, never reused. That is Wegman & Carter's scheme (JCSS 22, 265, 1981,
+  Sec. 4), which Portmann proved composably secure with ε-ASU2 hashing (Key recycling in
+  authentication, IEEE TIT 60, 4383, 2014): each authenticated round adds at most ε to
+  the failure probability, so a forger succeeds in substituting a message with
+  probability at most ε^t per message, and the first failure aborts the channel.
 
-Key consumption, exactly: 64 t bits per direction for the hash keys (once) plus 64 t bits
+Key consumption, exactly: 128 t bits per direction for the hash keys (once) plus 64 t bits
 of pad per message; both ends consume the same bits in the same order.
 
 An :class:`AuthenticatedChannel` is pure (no I/O): ``send`` frames a message with its
@@ -154,10 +156,11 @@ class WegmanCarterAuthenticator:
     """Tags and checks messages of one direction with keys from a :class:`PreSharedKeyPool`.
 
     The sender's and the receiver's authenticator must draw from pools with the same
-    content and process the same messages in the same order. The hash keys (``tag_bits``
-    bits) are taken at the first use; every ``tag``/``verify`` then takes ``tag_bits`` of
-    pad. ``consumed_bits`` counts the key this object took. Raises KeyExhausted when the
-    pool runs dry (before anything is taken for that message).
+    content and process the same messages in the same order. The hash keys (2 x
+    ``tag_bits`` bits: k and c per lane) are taken at the first use; every
+    ``tag``/``verify`` then takes ``tag_bits`` of pad. ``consumed_bits`` counts the key
+    this object took. Raises KeyExhausted when the pool runs dry (before anything is taken
+    for that message).
     """
 
     def __init__(self, key_pool: PreSharedKeyPool, tag_bits: int = 64) -> None:
@@ -170,15 +173,16 @@ class WegmanCarterAuthenticator:
         self.epsilon = 0.0  # sum of the per-message forgery bounds (union bound)
 
     def _next_keys(self) -> tuple[np.ndarray, np.ndarray]:
-        need = self.tag_bits * (2 if self._hash_keys is None else 1)
+        need = self.tag_bits * (3 if self._hash_keys is None else 1)
         if self.pool.available_bits < need:
             raise KeyExhausted(
                 f"authentication needs {need} pre-shared bits, pool has "
                 f"{self.pool.available_bits}"
             )
         if self._hash_keys is None:
-            self._hash_keys = self.pool.take_words(self._lanes)
-            self.consumed_bits += self.tag_bits
+            # lane l: k_l = words[2l], c_l = words[2l + 1]
+            self._hash_keys = self.pool.take_words(2 * self._lanes)
+            self.consumed_bits += 2 * self.tag_bits
         pad = self.pool.take_words(self._lanes)
         self.consumed_bits += self.tag_bits
         return self._hash_keys, pad
@@ -187,7 +191,8 @@ class WegmanCarterAuthenticator:
         keys, pad = self._next_keys()
         blocks = _message_blocks(message)
         tag = np.array(
-            [poly_hash(blocks, np.uint64(keys[i])) ^ pad[i] for i in range(self._lanes)],
+            [poly_hash(blocks, np.uint64(keys[2 * i])) ^ keys[2 * i + 1] ^ pad[i]
+             for i in range(self._lanes)],
             dtype="<u8",
         )
         self.messages += 1
