@@ -168,3 +168,31 @@ def test_public_surface_is_complete() -> None:
 
     for name in api.__all__:
         assert getattr(api, name) is not None, name
+
+
+def test_certs_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cryptography import x509
+
+    from qkdnet.cli import main
+
+    def cli(*args: str) -> tuple[int, str, str]:
+        try:
+            main(["certs", *args])
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    assert cli("init-ca", str(tmp_path / "ca"))[0] == 0
+    code, _, err = cli("issue", str(tmp_path / "ca"), "node-7", "--role", "KME",
+                       "--host", "10.1.2.3")
+    assert code == 0, err
+    cert = x509.load_pem_x509_certificate((tmp_path / "ca" / "node-7.pem").read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["10.1.2.3"]
+    assert cli("show", str(tmp_path / "ca" / "node-7.pem"))[1].strip() == "KME node-7"
+    code, _, err = cli("issue", str(tmp_path / "ca"), "x", "--role", "boss")
+    assert code == 2 and "role" in err
+    code, _, err = cli("issue", str(tmp_path / "nowhere"), "x")
+    assert code == 2 and "init-ca" in err
