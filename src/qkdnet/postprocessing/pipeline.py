@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -33,7 +34,7 @@ from qkdnet.errors import (
     ProtocolAbort,
     VerificationFailed,
 )
-from qkdnet.postprocessing.amplification import privacy_amplification, toeplitz_hash
+from qkdnet.postprocessing.amplification import toeplitz_hash
 from qkdnet.postprocessing.authentication import (
     AuthenticatedChannel,
     Frame,
@@ -74,6 +75,8 @@ class PipelineConfig:
     #: Toeplitz hashing method of qkdnet.postprocessing.amplification. "fft" needs no
     #: just-in-time compilation (the "clmul" kernels take seconds to compile per process).
     amplification_method: Literal["auto", "clmul", "fft"] = "fft"
+    #: Run Alice's and Bob's privacy amplification concurrently (two threads).
+    concurrent_ends: bool = True
     #: Pre-shared key Alice and Bob start with for Wegman–Carter authentication, bits.
     preshared_key_bits: int = 1 << 16
 
@@ -190,8 +193,20 @@ class Pipeline:
             PreSharedKeyPool(preshared_key), PreSharedKeyPool(preshared_key), tamper=tamper
         )
         self._index = 0
+        self._pool_executor: ThreadPoolExecutor | None = None
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool_executor is None:
+            self._pool_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="qkd-end")
+        return self._pool_executor
+
+    def close(self) -> None:
+        """Release the worker threads (the pipeline may still be used afterwards)."""
+        if self._pool_executor is not None:
+            self._pool_executor.shutdown(wait=True)
+            self._pool_executor = None
 
     def _now(self) -> float:
         return self._clock() if self._clock is not None else 0.0
@@ -262,9 +277,7 @@ class Pipeline:
                 qber_threshold=cfg.qber_threshold,
             )
             seconds["estimate"] = self._now() - t
-            info.update(
-                estimate=est, qber=est.qber, qber_interval=(est.qber_lower, est.qber_upper)
-            )
+            info.update(estimate=est, qber=est.qber, qber_interval=(est.qber_lower, est.qber_upper))
 
             t = self._now()
             try:
@@ -307,12 +320,25 @@ class Pipeline:
                     f"no secret key: the finite-key bound gives {ell} bits "
                     f"(phase-error bound {est.phase_error:.3f}, {leaked} bits leaked)"
                 )
+            # Alice draws the public Toeplitz seed (n + ℓ - 1 bits) and sends it; then both
+            # ends hash their own key. They are two machines in reality, so the two hashes
+            # run concurrently here too (the FFT releases the GIL).
             method = cfg.amplification_method
-            alice_final, seed = privacy_amplification(block.alice_key, ell, self.rng, method)
+            length = block.sifted_bits + ell - 1
+            seed = np.unpackbits(
+                np.frombuffer(self.rng.bytes(-(-length // 8)), dtype=np.uint8), bitorder="little"
+            )[:length]
             seconds["amplify"] = self._now() - t
-            self._send("alice", _pack(np.asarray(seed, dtype=np.uint8)), seconds)
+            self._send("alice", _pack(seed), seconds)
             t = self._now()
-            bob_final = toeplitz_hash(corrected, ell, seed, method)
+            if cfg.concurrent_ends:
+                pool = self._executor()
+                fa = pool.submit(toeplitz_hash, block.alice_key, ell, seed, method)
+                fb = pool.submit(toeplitz_hash, corrected, ell, seed, method)
+                alice_final, bob_final = fa.result(), fb.result()
+            else:
+                alice_final = toeplitz_hash(block.alice_key, ell, seed, method)
+                bob_final = toeplitz_hash(corrected, ell, seed, method)
             seconds["amplify"] += self._now() - t
             if not hmac.compare_digest(_pack(alice_final), _pack(bob_final)):
                 raise VerificationFailed("final keys differ after privacy amplification")
