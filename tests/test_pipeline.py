@@ -156,3 +156,15 @@ def test_keys_identical_whenever_emitted_and_within_the_bound(
     assert result.secret_bits <= math.floor(
         est.vacuum_bits + est.single_photon_bits - result.leaked_bits
     )
+
+
+def test_bbm92_block_gives_identical_keys() -> None:
+    link = LinkSpec(length_km=5.0, detector_efficiency=0.5, mean_pair_number=0.05)
+    rng = np.random.default_rng(15)
+    records = simulate_block(link, 10_000_000, rng, protocol="bbm92")
+    result = Pipeline(rng=rng).process(records)
+    assert not result.aborted, result.abort_reason
+    assert result.alice_key is not None and result.bob_key is not None
+    assert np.array_equal(result.alice_key, result.bob_key)
+    assert result.estimate is not None and result.estimate.protocol == "bbm92"
+    assert result.secret_bits == secret_key_length(result.estimate, result.leaked_bits)
