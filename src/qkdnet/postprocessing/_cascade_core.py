@@ -10,8 +10,8 @@ Data layout, per pass ``p`` (permutation ``t -> (mult*t + off) mod n``):
   by comparing Alice's disclosed parity with his own.
 * ``fen[p]`` — a XOR Fenwick tree of the error indicator in pass-``p`` order, so the error
   parity of any range is O(log n) even in the half-key blocks of the late passes.
-* ``apre[p]`` — prefix XOR of Alice's bits in pass-``p`` order, built lazily the first time a
-  block of that pass is searched (Alice's side of every disclosed sub-block parity).
+* ``apre[p]`` — prefix XOR of Alice's bits in pass-``p`` order, all passes computed up front
+  in parallel (Alice's side of every disclosed block and sub-block parity).
 * ``known[p, t]`` — sub-block reuse: deepest level ``d`` such that the left child starting
   at ``t`` at depth ``d`` of the binary-search tree already had its parity disclosed.
   Searches always descend from the block root, so the known left children starting at a
@@ -26,7 +26,7 @@ bits), 4 search directions (B->A, ``count`` bits; 1 = the error is in the right 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 MSG_PARITIES = 1
 MSG_ODD = 2
@@ -97,16 +97,53 @@ def _fen_prefix(fen: np.ndarray, p: int, t: int) -> int:
     return x
 
 
-@njit(cache=True)
-def _pos(j: int, n: int, off: int, inv: int) -> int:
-    # inverse permutation: position of original index j in pass order
-    return ((j - off) % n) * inv % n
+@njit(cache=True, inline="always")
+def _pos(j: int, n: int, off: int, inv: int, ninv: float) -> int:
+    # inverse permutation: position of original index j in pass order, (j - off) inv mod n.
+    # The product is exact in int64 (n < 2^31); the quotient comes from a float reciprocal
+    # (off by at most one, fixed below), avoiding a slow 64-bit division.
+    x = j - off
+    if x < 0:
+        x += n
+    prod = x * inv
+    r = prod - int(prod * ninv) * n
+    while r < 0:
+        r += n
+    while r >= n:
+        r -= n
+    return r
+
+
+@njit(cache=True, parallel=True)
+def alice_prefixes(packed: np.ndarray, n: int, mults: np.ndarray, offs: np.ndarray) -> np.ndarray:
+    """Prefix XOR of Alice's key in the order of every pass, ``(passes, n + 1)`` uint8.
+
+    Alice's key never changes, so all passes are computed up front, one pass per thread.
+    ``packed`` is the key packed LSB first (``np.packbits(..., bitorder="little")``): at
+    n/8 bytes it stays in cache while the affine shuffle jumps around it.
+    """
+    npass = mults.shape[0]
+    apre = np.empty((npass, n + 1), dtype=np.uint8)
+    for p in prange(npass):
+        mult = mults[p]
+        j = offs[p]
+        acc = np.uint8(0)
+        apre[p, 0] = 0
+        for t in range(n):
+            acc ^= (packed[j >> 3] >> (j & 7)) & np.uint8(1)
+            apre[p, t + 1] = acc
+            j += mult
+            if j >= n:
+                j -= n
+    return apre
 
 
 @njit(cache=True)
 def cascade_kernel(
     a: np.ndarray,
     b: np.ndarray,
+    apre: np.ndarray,
+    errs0: np.ndarray,
     ks: np.ndarray,
     mults: np.ndarray,
     offs: np.ndarray,
@@ -114,7 +151,11 @@ def cascade_kernel(
     reuse: bool,
     infer_last: bool,
 ) -> tuple[np.ndarray, int, np.ndarray, int, int]:
-    """Run Cascade in place on ``b``; return (b, leaked bits, transcript, length, messages)."""
+    """Run Cascade in place on ``b``; return (b, leaked bits, transcript, length, messages).
+
+    ``apre`` comes from :func:`alice_prefixes`; ``errs0`` lists the positions where the
+    keys differ (the simulation's knowledge, used only to drive Bob's side sparsely).
+    """
     n = a.shape[0]
     npass = ks.shape[0]
     kmin = n
@@ -130,8 +171,6 @@ def cascade_kernel(
     oddlist = np.empty((npass, maxblocks), dtype=np.int64)
     oddcount = np.zeros(npass, dtype=np.int64)
     fen = np.zeros((npass, n + 1), dtype=np.uint8)
-    apre = np.zeros((npass, n + 1), dtype=np.uint8)
-    have_apre = np.zeros(npass, dtype=np.uint8)
     known = np.zeros((npass, n), dtype=np.uint8)
 
     # per-round scratch: disclosed flag, disclosed bit and direction per search and level
@@ -142,13 +181,10 @@ def cascade_kernel(
     bits = np.empty(max(maxblocks, 8), dtype=np.uint8)
     roundblocks = np.empty(maxblocks, dtype=np.int64)
 
-    errs = np.empty(n, dtype=np.int64)
-    nerr = 0
-    for j in range(n):
-        if a[j] != b[j]:
-            errs[nerr] = j
-            nerr += 1
+    errs = errs0.copy()
+    nerr = errs.shape[0]
 
+    ninv = 1.0 / n
     buf = np.empty(1024, dtype=np.uint8)
     pos = 0
     leak = 0
@@ -168,17 +204,8 @@ def cascade_kernel(
             nsend = nb - 1
         if nb > bits.shape[0]:
             bits = np.empty(nb, dtype=np.uint8)
-        limit = min(n, nsend * k)
-        j = off
         for blk in range(nsend):
-            bits[blk] = 0
-        t = 0
-        while t < limit:
-            bits[t // k] ^= a[j]
-            j += mult
-            if j >= n:
-                j -= n
-            t += 1
+            bits[blk] = apre[p, min(n, (blk + 1) * k)] ^ apre[p, blk * k]
         buf = _grow(buf, pos, 22 + (nsend + 7) // 8)
         pos = _header(buf, pos, MSG_PARITIES, p, nsend)
         pos = _put_u64(buf, pos, mult)
@@ -197,7 +224,7 @@ def cascade_kernel(
                 w += 1
         nerr = w
         for i in range(nerr):
-            t = _pos(errs[i], n, off, inv)
+            t = _pos(errs[i], n, off, inv, ninv)
             blockerr[p, t // k] ^= 1
             _fen_update(fen, p, n, t)
         for blk in range(nb):
@@ -236,24 +263,14 @@ def cascade_kernel(
                 pos = _put_u32(buf, pos, roundblocks[i])
             messages += 1
 
-            if not have_apre[q]:
-                # Alice's prefix parities in pass-q order, built once per pass
-                j = oq
-                acc = 0
-                for t in range(n):
-                    acc ^= a[j]
-                    apre[q, t + 1] = acc
-                    j += mq
-                    if j >= n:
-                        j -= n
-                have_apre[q] = 1
-
             maxd = 0
             for s in range(m):
                 blk = roundblocks[s]
                 lo = blk * kq
                 hi = min(n, lo + kq)
                 d = 0
+                # Bob's error parity of [0, lo) in pass order; one Fenwick query per level
+                plo = _fen_prefix(fen, q, lo)
                 while hi - lo > 1:
                     mid = (lo + hi) // 2
                     d += 1
@@ -265,13 +282,14 @@ def cascade_kernel(
                         leak += 1
                         if reuse:
                             known[q, lo] = d
-                    left_err = _fen_prefix(fen, q, mid) ^ _fen_prefix(fen, q, lo)
-                    if left_err:
+                    pmid = _fen_prefix(fen, q, mid)
+                    if pmid ^ plo:
                         s_dir[s, d - 1] = 0
                         hi = mid
                     else:
                         s_dir[s, d - 1] = 1
                         lo = mid
+                        plo = pmid
                 s_depth[s] = d
                 if d > maxd:
                     maxd = d
@@ -279,7 +297,7 @@ def cascade_kernel(
                 jflip = (mq * lo + oq) % n
                 b[jflip] ^= 1
                 for r in range(p + 1):
-                    tr = _pos(jflip, n, offs[r], invs[r])
+                    tr = _pos(jflip, n, offs[r], invs[r], ninv)
                     br = tr // ks[r]
                     blockerr[r, br] ^= 1
                     _fen_update(fen, r, n, tr)

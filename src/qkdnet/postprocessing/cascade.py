@@ -46,6 +46,7 @@ from qkdnet.postprocessing._cascade_core import (
     MSG_LEFT,
     MSG_ODD,
     MSG_PARITIES,
+    alice_prefixes,
     cascade_kernel,
 )
 from qkdnet.postprocessing.reconciliation import (
@@ -82,7 +83,7 @@ def cascade_block_sizes(n: int, qber: float, variant: Variant = "optimised") -> 
         log_n = math.log2(max(n, 2))
         sizes = [
             2 ** math.ceil(alpha),
-            2 ** math.ceil((alpha + log_n - 2.0) / 2.0),
+            min(2 ** math.ceil((alpha + log_n - 2.0) / 2.0), 16 * 2 ** math.ceil(alpha)),
             2 ** round(log_n - 2.0),
         ] + [math.ceil(n / 2)] * 11
     else:
@@ -144,8 +145,10 @@ def reconcile_cascade(
         return ReconciliationResult(b.copy(), 0, b"", 0, efficiency(0, 0, qber))
     mults, offs, invs = _affine_permutations(n, sizes.shape[0], rng)
     optimised = variant == "optimised"
+    apre = alice_prefixes(np.packbits(a, bitorder="little"), n, mults, offs)
+    errs = np.flatnonzero(a != b).astype(np.int64)
     corrected, leak, buf, length, messages = cascade_kernel(
-        a, b.copy(), sizes, mults, offs, invs, optimised, optimised
+        a, b.copy(), apre, errs, sizes, mults, offs, invs, optimised, optimised
     )
     return ReconciliationResult(
         corrected_bits=corrected,
