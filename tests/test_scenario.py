@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from qkdnet.errors import ParameterError, ScenarioError
-from qkdnet.scenario import dump_scenario, load_scenario, parse_duration_s
+from qkdnet.scenario import dump_scenario, load_scenario, parse_duration_s, scenario_from_dict
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 
@@ -109,3 +110,30 @@ def test_dump_round_trip(tmp_path: Path) -> None:
     s = load_scenario(SCENARIOS / "example.yaml")
     again = load_scenario(_write(tmp_path, dump_scenario(s)))
     assert again == s
+
+
+def _doc_blocks() -> list[str]:
+    text = (SCENARIOS.parent / "docs" / "scenarios.md").read_text(encoding="utf-8")
+    return re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
+
+
+def test_docs_examples_validate(tmp_path: Path) -> None:
+    """The YAML in docs/scenarios.md: whole scenarios load; fragments validate when put
+    into the Tokyo scenario (whose node and link names they use)."""
+    import yaml
+
+    blocks = _doc_blocks()
+    assert blocks
+    tokyo = yaml.safe_load((SCENARIOS / "tokyo-qkd-network.yaml").read_text(encoding="utf-8"))
+    for block in blocks:
+        data = yaml.safe_load(block)
+        if "name" in data:
+            load_scenario(_write(tmp_path, block))
+        elif "failures" in data:
+            merged = dict(tokyo, failures=data["failures"])
+            assert scenario_from_dict(merged).failures[0].element == "IDQ"
+        elif "applications" in data:
+            base = yaml.safe_load(MINIMAL)
+            base["nodes"] = [{"id": "A"}, {"id": "B"}]
+            merged = dict(base, **data)
+            assert scenario_from_dict(merged).applications[0].id == "vpn"
