@@ -215,8 +215,8 @@ def test_finite_rate_tends_to_the_asymptotic_rate() -> None:
 
 
 def test_asymptotic_rate_is_below_the_single_photon_truth() -> None:
-    # The exact single-photon rate (infinite decoys; true Y_1, e_1 from the model) is an
-    # upper bound for the three-intensity asymptotic rate at the same mu1 (GLLP form).
+    # The exact single-photon rate (infinite decoys; true Y_1, e_1 from the model, GLLP
+    # form, optimised over mu) is an upper bound for the three-intensity asymptotic rate.
     d = np.array([20.0, 80.0, 140.0])
     params = LIM.with_(basis_probability_x=0.5)
     asym = asymptotic_decoy_rate(d, params)
@@ -393,3 +393,10 @@ def test_one_decoy_against_two_decoys_as_rusca_reports() -> None:
     one = finite_key_rate(d, 1e6, FiniteKeyParameters.rusca2018()).rate_per_pulse
     two = finite_key_rate(d, 1e6, LIM).rate_per_pulse
     assert np.all(one < two)
+
+
+def test_docs_example_runs() -> None:
+    # The usage example of docs/validation-finite-key.md is executed as written.
+    doc = (Path(__file__).parent.parent / "docs" / "validation-finite-key.md").read_text()
+    code = doc.split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(code, "validation-finite-key.md", "exec"), {})
