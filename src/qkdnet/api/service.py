@@ -10,6 +10,7 @@ reaches only keys of pairs it belongs to), applies the KME's limits, and calls
 from __future__ import annotations
 
 import asyncio
+import secrets
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +19,7 @@ from typing import Any, TypeVar
 
 from qkdnet.api.certs import Identity, Role
 from qkdnet.api.tls import peer_identity
-from qkdnet.errors import ParameterError, RoutingError, Unauthorized
+from qkdnet.errors import ParameterError, RelayError, RoutingError, Unauthorized
 from qkdnet.keys import KeyManager, RelayPolicy
 
 __all__ = ["SKIP_SAE_PREFIX", "KmeLimits", "KmeService", "skip_sae_id"]
@@ -34,6 +35,8 @@ MSG_KEYS_NOT_FOUND = "one or more keys specified are not found on KME"
 #: Cisco SKIP's peers are key providers (nodes), not applications: each node registers one
 #: internal SAE ``skip@<node>`` so that SKIP keys come from the same pools and relay.
 SKIP_SAE_PREFIX = "skip@"
+#: Attempts of a relay that fails with RelayError before the request gets its 503.
+RELAY_ATTEMPTS = 4
 
 
 def skip_sae_id(node_id: str) -> str:
@@ -98,6 +101,24 @@ class KmeService:
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+
+    async def _relay(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a KeyManager call that relays, retrying a failed relay after a random pause.
+
+        Two nodes that relay over one link in opposite directions at the same moment take
+        the same oldest link-key bytes at their two ends; both relays are then refused
+        (nothing is delivered and nothing half-done: RelayError), and a retry at a random
+        later moment usually goes through. See docs/api.md, "Known limits".
+        """
+        for attempt in range(RELAY_ATTEMPTS):
+            try:
+                return await self._run(fn, *args, **kwargs)
+            except RelayError:
+                if attempt == RELAY_ATTEMPTS - 1:
+                    raise
+                # Random, growing pauses (ms) so the two ends stop colliding.
+                await asyncio.sleep((5 + secrets.randbelow(20 * (attempt + 1))) / 1000)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _run_local(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a KeyManager call that touches only this node's store on the event loop.
@@ -199,7 +220,7 @@ class KmeService:
         policy = _make_policy(options or {})
         local = slave_node == self.node_id and all(n == self.node_id for _, n in extra)
         try:
-            delivered = await (self._run_local if local else self._run)(
+            delivered = await (self._run_local if local else self._relay)(
                 self.key_manager.supply, master, slave, slave_node, number, size,
                 additional_slaves=tuple(extra), policy=policy,
             )
@@ -234,7 +255,7 @@ class KmeService:
         """A new key shared with key provider ``remote_node`` (draft-cisco-skip-02 §4.2)."""
         if remote_node == self.node_id or remote_node not in self.peer_nodes:
             raise ParameterError("remoteSystemID", f"unknown remote system {remote_node!r}")
-        delivered = await self._run(
+        delivered = await self._relay(
             self.key_manager.supply, skip_sae_id(self.node_id), skip_sae_id(remote_node),
             remote_node, 1, size_bits,
         )

@@ -82,6 +82,16 @@ class MutualTLSH11Protocol(H11Protocol):
         # uvicorn calls ``self.app`` for each request of this connection.
         self.app = app_with_peer
 
+    def shutdown(self) -> None:  # noqa: D102 — uvicorn's hook
+        if self.cycle is None or self.cycle.response_complete:
+            # An idle keep-alive connection (a neighbour's Kx client, an SAE between two
+            # requests): close it at once. A TLS close waits for the peer's close_notify,
+            # which an idle client never sends, and would hold the graceful shutdown until
+            # its timeout.
+            self.transport.abort()
+        else:
+            super().shutdown()
+
 
 def peer_identity(scope: Any) -> Identity | None:
     """The identity of the verified client certificate of this request, or None."""
