@@ -401,43 +401,54 @@ def _dft3_stage_py(a: np.ndarray, E: int, D: int, M: int, L: int, inverse: bool)
     step = 3 * L // M
     threeL = 3 * L
     nb = D // 3
-    for t in prange(nb):
-        blk = t // M3
-        j = t % M3
-        i0 = (blk * M + j) * E
-        i1 = i0 + M3 * E
-        i2 = i1 + M3 * E
+    # Butterflies in a few chunks, one scratch buffer per chunk (not per butterfly).
+    nchunks = min(nb, 16)
+    for c in prange(nchunks):
         tmp = np.zeros(3 * E, dtype=np.uint64)
-        e = (step * j) % threeL
-        e2 = (2 * step * j) % threeL
-        if not inverse:
-            for w in range(E):
-                tmp[w] = a[i0 + w] ^ a[i1 + w] ^ a[i2 + w]
-            _mulpow_acc(tmp, E, a, i0, e, L)
-            _mulpow_acc(tmp, E, a, i1, (e + L) % threeL, L)
-            _mulpow_acc(tmp, E, a, i2, (e + 2 * L) % threeL, L)
-            _mulpow_acc(tmp, 2 * E, a, i0, e2, L)
-            _mulpow_acc(tmp, 2 * E, a, i1, (e2 + 2 * L) % threeL, L)
-            _mulpow_acc(tmp, 2 * E, a, i2, (e2 + L) % threeL, L)
-        else:
-            # x1' = w^-j y1, x2' = w^-2j y2; x0 = y0 + x1' + x2',
-            # x1 = y0 + r^2 x1' + r x2', x2 = y0 + r x1' + r^2 x2'
-            me = (threeL - e) % threeL
-            me2 = (threeL - e2) % threeL
-            for w in range(E):
-                tmp[w] = a[i0 + w]
-                tmp[E + w] = a[i0 + w]
-                tmp[2 * E + w] = a[i0 + w]
-            _mulpow_acc(tmp, 0, a, i1, me, L)
-            _mulpow_acc(tmp, 0, a, i2, me2, L)
-            _mulpow_acc(tmp, E, a, i1, (me + 2 * L) % threeL, L)
-            _mulpow_acc(tmp, E, a, i2, (me2 + L) % threeL, L)
-            _mulpow_acc(tmp, 2 * E, a, i1, (me + L) % threeL, L)
-            _mulpow_acc(tmp, 2 * E, a, i2, (me2 + 2 * L) % threeL, L)
+        for t in range(c * nb // nchunks, (c + 1) * nb // nchunks):
+            _butterfly3(a, tmp, t, E, M, M3, step, threeL, L, inverse)
+
+
+@njit(cache=True)
+def _butterfly3(a: np.ndarray, tmp: np.ndarray, t: int, E: int, M: int, M3: int, step: int,
+                threeL: int, L: int, inverse: bool) -> None:
+    blk = t // M3
+    j = t % M3
+    i0 = (blk * M + j) * E
+    i1 = i0 + M3 * E
+    i2 = i1 + M3 * E
+    e = (step * j) % threeL
+    e2 = (2 * step * j) % threeL
+    if not inverse:
         for w in range(E):
-            a[i0 + w] = tmp[w]
-            a[i1 + w] = tmp[E + w]
-            a[i2 + w] = tmp[2 * E + w]
+            tmp[w] = a[i0 + w] ^ a[i1 + w] ^ a[i2 + w]
+            tmp[E + w] = 0
+            tmp[2 * E + w] = 0
+        _mulpow_acc(tmp, E, a, i0, e, L)
+        _mulpow_acc(tmp, E, a, i1, (e + L) % threeL, L)
+        _mulpow_acc(tmp, E, a, i2, (e + 2 * L) % threeL, L)
+        _mulpow_acc(tmp, 2 * E, a, i0, e2, L)
+        _mulpow_acc(tmp, 2 * E, a, i1, (e2 + 2 * L) % threeL, L)
+        _mulpow_acc(tmp, 2 * E, a, i2, (e2 + L) % threeL, L)
+    else:
+        # x1' = w^-j y1, x2' = w^-2j y2; x0 = y0 + x1' + x2',
+        # x1 = y0 + r^2 x1' + r x2', x2 = y0 + r x1' + r^2 x2'
+        me = (threeL - e) % threeL
+        me2 = (threeL - e2) % threeL
+        for w in range(E):
+            tmp[w] = a[i0 + w]
+            tmp[E + w] = a[i0 + w]
+            tmp[2 * E + w] = a[i0 + w]
+        _mulpow_acc(tmp, 0, a, i1, me, L)
+        _mulpow_acc(tmp, 0, a, i2, me2, L)
+        _mulpow_acc(tmp, E, a, i1, (me + 2 * L) % threeL, L)
+        _mulpow_acc(tmp, E, a, i2, (me2 + L) % threeL, L)
+        _mulpow_acc(tmp, 2 * E, a, i1, (me + L) % threeL, L)
+        _mulpow_acc(tmp, 2 * E, a, i2, (me2 + 2 * L) % threeL, L)
+    for w in range(E):
+        a[i0 + w] = tmp[w]
+        a[i1 + w] = tmp[E + w]
+        a[i2 + w] = tmp[2 * E + w]
 
 
 _dft3_stage_serial = njit(cache=True)(_dft3_stage_py)
@@ -516,9 +527,10 @@ def schoenhage_params(nbits: int, k_only: int | None = None) -> tuple[int, int, 
         L = -(-K // unit) * unit
         E = -(-2 * L // 64) + 1  # one word of zero padding for the shifted reads
         W = block_words(E)
-        # measured on the 2-core AMD EPYC dev machine: ~4 ns per word per radix-3 stage,
-        # ~4.8 ns per W^log2(3) unit of a Karatsuba product
-        cost = 3 * k * D * E * 4.0 + D * (W ** 1.585) * 4.8
+        # fitted on the 2-core AMD EPYC dev machine (ns, one thread): a radix-3 butterfly
+        # ~1500 + 11 E, three transforms of k stages of D/3 butterflies; a pointwise
+        # Karatsuba product ~4.8 W^log2(3)
+        cost = 3 * k * (D // 3) * (1500.0 + 11.0 * E) + D * (W ** 1.585) * 4.8
         if best is None or cost < best[0]:
             best = (cost, (k, D, K, L, E))
     assert best is not None
