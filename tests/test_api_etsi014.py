@@ -255,3 +255,36 @@ def test_async_client(net) -> None:
 def test_client_maps_400_to_parameter_error(net) -> None:
     with client(net, "alice") as a, pytest.raises(ParameterError, match="multiple of 8"):
         a.get_key("bob", size_bits=12)
+
+
+def test_opposite_relays_never_share_key_bits(net) -> None:
+    """Alice→Bob and Bob→Alice at once over the same links: whatever fails (503), every key
+    delivered is distinct, and each slave gets exactly the master's key (no pad reuse)."""
+    import threading
+
+    got: dict[str, list] = {"alice": [], "bob": []}
+    failures: list[str] = []
+
+    def run(me: str, peer: str) -> None:
+        with client(net, me) as kme:
+            for _ in range(8):
+                try:
+                    got[me] += kme.get_key(peer)
+                except Exception as exc:  # counted, must be a clean 503
+                    failures.append(str(exc))
+
+    threads = [threading.Thread(target=run, args=p) for p in [("alice", "bob"), ("bob", "alice")]]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all("503" in f for f in failures), failures
+    keys = [k.key for k in got["alice"] + got["bob"]]
+    assert len(keys) >= 8 and len(set(keys)) == len(keys)
+    with client(net, "bob") as b, client(net, "alice") as a:
+        if got["alice"]:
+            fetched = b.get_key_with_ids("alice", [k.key_id for k in got["alice"]])
+            assert [k.key for k in fetched] == [k.key for k in got["alice"]]
+        if got["bob"]:
+            fetched = a.get_key_with_ids("bob", [k.key_id for k in got["bob"]])
+            assert [k.key for k in fetched] == [k.key for k in got["bob"]]
