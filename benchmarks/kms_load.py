@@ -300,12 +300,13 @@ def main(argv: list[str] | None = None) -> int:
                                 repeats)
                     ours = results.get(("disk", "link", clients)) or results.get(
                         ("tmpfs", "link", clients))
-                    ratio = (ours["pairs_per_s"] / r["pairs_per_s"]
-                             if ours and r["pairs_per_s"] > 0 else float("nan"))
-                    print(f"{'peer':<7}{'link':<10}{clients:>8}{r['pairs_per_s']:>10.0f}"
+                    ratio = (f"{ours['pairs_per_s'] / r['pairs_per_s']:.1f}"
+                             if ours and r["pairs_per_s"] >= 0.5 else "n/a")
+                    print(f"{'peer':<7}{'link':<10}{clients:>8}{r['pairs_per_s']:>10.1f}"
                           f"{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['errors']:>8.0f}"
-                          f"   qkdnet/peer (link, {args.stores[0]}) = {ratio:.2f}"
-                          + ("   STALLED (server stopped answering)" if r["stalled"] else ""),
+                          f"   qkdnet/peer (link, {args.stores[0]}) = {ratio}"
+                          + (f"   STALLED in {r['stalled']:.0f} of {repeats} run(s): the "
+                             "server stopped answering" if r["stalled"] else ""),
                           flush=True)
             finally:
                 for proc in procs:
