@@ -400,3 +400,16 @@ def test_docs_example_runs() -> None:
     doc = (Path(__file__).parent.parent / "docs" / "validation-finite-key.md").read_text()
     code = doc.split("```python\n", 1)[1].split("```", 1)[0]
     exec(compile(code, "validation-finite-key.md", "exec"), {})
+
+
+def test_empty_and_unsorted_inputs() -> None:
+    assert finite_key_rate([], 1e6).rate_per_pulse.size == 0
+    assert asymptotic_decoy_rate([]).size == 0
+    assert maximum_distance_km([]).size == 0
+    # Unsorted distances with many repeats (dense path): repeats get one rate, equal to a
+    # single-distance call.
+    rng = np.random.default_rng(11)
+    d = np.concatenate([rng.uniform(0.0, 200.0, 500), np.full(100, 50.0)])
+    rates = finite_key_rate(d, 1e6).rate_per_pulse
+    single = finite_key_rate([50.0], 1e6).rate_per_pulse[0]
+    np.testing.assert_allclose(rates[d == 50.0], single, rtol=1e-3)

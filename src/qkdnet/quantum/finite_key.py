@@ -1014,7 +1014,7 @@ def finite_key_rate(
     block = np.full(distance.shape, n_x)
     x = (
         _optimise_curve(eta_sys, block, params)
-        if optimise
+        if optimise and distance.size > 0
         else _default_start(params, distance.size)
     )
     return _evaluate(distance, eta_sys, n_x, x, params)
@@ -1071,7 +1071,7 @@ def asymptotic_decoy_rate(
     block = np.full(distance.shape, np.inf)
     start = _default_start(params, distance.size)
     start[:, 0] = 40.0  # q_x at the top of its range, 1 - 1e-9
-    x = _optimise(eta_sys, block, params, start) if optimise else start
+    x = _optimise(eta_sys, block, params, start) if optimise and distance.size > 0 else start
     x[:, 0] = start[:, 0]
     qx, p1, p2, mu1, mu2 = _settings(x, params)
     model = _system_model(eta_sys, block, qx, p1, p2, mu1, mu2, params)
@@ -1108,6 +1108,8 @@ def maximum_distance_km(
     for value in blocks:
         _check_block(float(value))
     n = blocks.size
+    if n == 0:
+        return np.zeros(0)
     lo = np.zeros(n)
     hi = np.full(n, float(upper_km))
     eta_lo = _system_transmittance(lo, params)
