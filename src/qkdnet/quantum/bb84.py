@@ -174,8 +174,16 @@ def no_decoy_rate(
 
     Worst case: every multi-photon pulse is detected and known to Eve, so
     Q_1 ≥ Q_μ − P_multi(μ) and e_1 ≤ E_μ Q_μ / Q_1. Gottesman, Lo, Lütkenhaus, Preskill, QIC 4,
-    325 (2004); in the form of Lo, Ma, Chen, PRL 94, 230504 (2005), Eq. (1) with Δ = P_multi/Q_μ.
-    Uses μ = ``link.intensities[0]``; ``optimise`` picks μ per distance (grid 0.001..1).
+    325 (2004); in the form of Lo, Ma, Chen, PRL 94, 230504 (2005), Eqs. (12)–(13):
+
+        R = q Q_μ {−f H(E_μ) + Ω [1 − H(E_μ/Ω)]},   1 − Ω = Δ = P_multi(μ)/Q_μ,
+
+    with q = ½ and f = ``link.error_correction_efficiency`` (q does not move the reach; on GYS
+    f = 1 gives 43.8 km instead of 40.2 km).
+    Uses μ = ``link.intensities[0]``; ``optimise`` picks μ per distance (geometric grid
+    0.001..1; the optimum is μ ≈ 0.58 η with η the channel × detector transmittance,
+    i.e. μ = O(η) as LMC state). On the GYS set this reaches 40.2 km, not the "about 30 km"
+    of REFERENCES.md; docs/validation.md records what was checked.
     """
     d = distances(distance_km)
     eta = channel_transmittance(link, d)
