@@ -413,3 +413,14 @@ def test_empty_and_unsorted_inputs() -> None:
     rates = finite_key_rate(d, 1e6).rate_per_pulse
     single = finite_key_rate([50.0], 1e6).rate_per_pulse[0]
     np.testing.assert_allclose(rates[d == 50.0], single, rtol=1e-3)
+
+
+def test_optimal_settings_obey_the_protocol_constraints() -> None:
+    # Lim et al. Sec. II: mu1 > mu2 + mu3, mu2 > mu3 >= 0, probabilities in (0, 1).
+    r = finite_key_rate(np.linspace(0.0, 180.0, 37), 1e5)
+    mu3 = LIM.vacuum_intensity
+    assert np.all(r.signal_intensity > r.decoy_intensity + mu3)
+    assert np.all(r.decoy_intensity > mu3)
+    p3 = 1.0 - r.signal_probability - r.decoy_probability
+    for p in (r.signal_probability, r.decoy_probability, p3, r.basis_probability_x):
+        assert np.all((p > 0.0) & (p < 1.0))
