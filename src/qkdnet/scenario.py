@@ -164,9 +164,12 @@ class LinkSpecModel(_Model):
     key_rate_bps: float | None = Field(default=None, ge=0.0)
     #: The link's QBER in normal operation (0..0.5); when unset it is computed.
     qber: float | None = Field(default=None, ge=0.0, le=0.5)
-    #: "rate": key at the quantum layer's rate (fast); "pipeline": run the event-level
-    #: post-processing pipeline for this link (slow, exact).
+    #: "rate": key at the quantum layer's asymptotic rate (fast); "pipeline": the rate
+    #: measured by running the event-level simulation and the whole post-processing
+    #: pipeline (finite key, Cascade, Toeplitz) on ``pipeline_pulses`` pulses (slow, exact).
     mode: Literal["rate", "pipeline"] = "rate"
+    #: Pulses in the block the pipeline mode runs (finite-key effects shrink as it grows).
+    pipeline_pulses: int = Field(default=300_000_000, ge=1_000_000, le=10_000_000_000)
     #: Key pool capacity at each end, bits (the key store's size for this link).
     pool_capacity_bits: float = Field(default=1e9, gt=0.0)
     #: Key in the pool at time 0, bits.

@@ -243,9 +243,9 @@ def simulate(
     steps_per_bucket = max(1, int(round(sim.record_every_s / dt)))
     n_buckets = int(math.ceil(n_steps / steps_per_bucket))
     rng = rng if rng is not None else np.random.default_rng(scenario.seed)
-    demand_rng, failure_rng, key_rng = rng.spawn(3)
+    demand_rng, failure_rng, key_rng, link_rng = rng.spawn(4)
 
-    rates_bps, qbers = link_rates(scenario.links)
+    rates_bps, qbers = link_rates(scenario.links, link_rng)
     ctl = build_controller(scenario, rates_bps, qbers)
     net = _Network(scenario, ctl)
     n_links, n_apps = len(scenario.links), len(scenario.applications)
