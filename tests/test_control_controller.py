@@ -120,3 +120,15 @@ def test_etsi015_view_names() -> None:
     types = {link["qkdl_id"]: link["qkdl_type"] for link in view["links"]}
     assert types["AB"] == "direct" and types["r/0"] == "virtual"
     assert {n["qkdn_id"] for n in view["nodes"]} == set("ABCD")
+
+
+def test_reservation_unmet_only_when_requests_were_refused() -> None:
+    c = ring()
+    c.add_tenant("bank")
+    c.reserve("bank", "A", "C", 400)
+    c.report_delivery("bank", "A", "C", 100.0, 1.0, refused_keys=0)  # asked for little
+    assert c.active_alarms() == []
+    c.report_delivery("bank", "A", "C", 100.0, 2.0, refused_keys=5)
+    assert (AlarmKind.RESERVATION_UNMET, "bank:A-C") in c.active_alarms()
+    c.report_delivery("bank", "A", "C", 500.0, 3.0, refused_keys=0)
+    assert c.active_alarms() == []

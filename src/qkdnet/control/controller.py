@@ -462,12 +462,14 @@ class Controller:
         return sorted(self._active, key=lambda x: (x[0].value, x[1]))
 
     def report_delivery(self, tenant_id: str, a: str, b: str, delivered_bps: float,
-                        time_s: float) -> None:
-        """Telemetry: the rate a tenant's pair actually got; below its reservation → alarm."""
+                        time_s: float, refused_keys: int = 1) -> None:
+        """Telemetry: the rate (bits/s) a tenant's pair got over the last interval and how
+        many of its key requests were refused. Below the reservation while requests were
+        refused → a reservation-unmet alarm (asking for less than reserved is no fault)."""
         for res in self.tenants[tenant_id].reservations:
             if {res.a, res.b} == {a, b}:
                 element = f"{tenant_id}:{a}-{b}"
-                if delivered_bps < res.rate_bps:
+                if delivered_bps < res.rate_bps and refused_keys > 0:
                     msg = f"delivered {delivered_bps:.0f} b/s < reserved {res.rate_bps:.0f} b/s"
                     self._raise(time_s, AlarmKind.RESERVATION_UNMET, element, msg)
                 else:

@@ -311,6 +311,7 @@ def simulate(
     has_widest = any(a.routing == "widest" for a in scenario.applications)
     tenant_apps = [(i, a) for i, a in enumerate(scenario.applications) if a.tenant]
     last_tenant_served = np.zeros(n_apps, dtype=np.int64)
+    last_tenant_refused = np.zeros(n_apps, dtype=np.int64)
     paths_log: dict[str, list[tuple[float, list[list[str]]]]] = {
         a.id: [] for a in scenario.applications}
 
@@ -392,11 +393,14 @@ def simulate(
                 bucket_now = min(step // steps_per_bucket, n_buckets - 1)
                 for i, app in tenant_apps:
                     total = int(served[: bucket_now + 1, i].sum())
+                    refused = int(no_key[: bucket_now + 1, i].sum()
+                                  + no_route[: bucket_now + 1, i].sum())
                     got = (total - last_tenant_served[i]) * app.key_size_bits / sim.reroute_every_s
-                    last_tenant_served[i] = total
                     src, dst = app_nodes[i]
                     assert app.tenant is not None
-                    ctl.report_delivery(app.tenant, src, dst, got, t)
+                    ctl.report_delivery(app.tenant, src, dst, got, t,
+                                        refused - last_tenant_refused[i])
+                    last_tenant_served[i], last_tenant_refused[i] = total, refused
             note_changes(changes)
             changed = True
         if changed:
