@@ -164,9 +164,11 @@ def _tmvp_base(buf: np.ndarray, ao: int, xo: int, yo: int, W: int) -> None:
         prev_hi = chi
 
 
-# No cache=True here and below: Numba's on-disk cache of self-recursive functions loads a
-# broken entry point (segfault on the second run), so these compile once per process (~1 s).
-@njit
+#: Deepest recursion the explicit stacks below allow (sizes up to 8 * 2^40 words).
+_MAX_DEPTH = 48
+
+
+@njit(cache=True)
 def _tmvp_rec(buf: np.ndarray, ao: int, xo: int, yo: int, W: int, wo: int) -> None:
     """buf[yo:yo+W] = T(buf[ao:ao+2W]) buf[xo:xo+W]; buf[wo:wo+4W] is scratch.
 
@@ -174,29 +176,62 @@ def _tmvp_rec(buf: np.ndarray, ao: int, xo: int, yo: int, W: int, wo: int) -> No
     T = [[T0, T-1], [T1, T0]], P = T0 (x0 + x1), y0 = P + (T-1 + T0) x1,
     y1 = P + (T1 + T0) x0. Over GF(2) "+" is xor, and the sum of two Toeplitz matrices is
     the Toeplitz matrix of the xor of their seeds: three half-size products instead of four.
-    Everything lives in one buffer addressed by offsets: no array views are created and
-    only one array reference is passed per call, which keeps the recursion cheap.
+    Everything lives in one buffer addressed by offsets. The recursion is run on an
+    explicit stack (phase = which child comes next), because Numba cannot cache
+    self-recursive functions (a cached one segfaults when loaded).
     """
-    if W <= TMVP_BASE_WORDS or W % 2 == 1:
-        _tmvp_base(buf, ao, xo, yo, W)
-        return
-    h = W // 2
-    t = wo          # x0 + x1            (h words)
-    p = wo + h      # P                  (h words)
-    s = wo + 2 * h  # seed sums          (2h words)
-    rest = wo + 4 * h
-    for i in range(h):
-        buf[t + i] = buf[xo + i] ^ buf[xo + h + i]
-    _tmvp_rec(buf, ao + h, t, p, h, rest)
-    for i in range(2 * h):
-        buf[s + i] = buf[ao + i] ^ buf[ao + h + i]
-    _tmvp_rec(buf, s, xo + h, yo, h, rest)
-    for i in range(2 * h):
-        buf[s + i] = buf[ao + 2 * h + i] ^ buf[ao + h + i]
-    _tmvp_rec(buf, s, xo, yo + h, h, rest)
-    for i in range(h):
-        buf[yo + i] ^= buf[p + i]
-        buf[yo + h + i] ^= buf[p + i]
+    st = np.empty((_MAX_DEPTH, 6), dtype=np.int64)  # ao, xo, yo, W, wo, phase
+    sp = 0
+    st[0, 0] = ao
+    st[0, 1] = xo
+    st[0, 2] = yo
+    st[0, 3] = W
+    st[0, 4] = wo
+    st[0, 5] = 0
+    sp = 1
+    while sp > 0:
+        top = sp - 1
+        ao = st[top, 0]
+        xo = st[top, 1]
+        yo = st[top, 2]
+        W = st[top, 3]
+        wo = st[top, 4]
+        ph = st[top, 5]
+        if ph == 0 and (W <= TMVP_BASE_WORDS or W % 2 == 1):
+            _tmvp_base(buf, ao, xo, yo, W)
+            sp -= 1
+            continue
+        h = W // 2
+        t = wo          # x0 + x1            (h words)
+        p = wo + h      # P                  (h words)
+        s = wo + 2 * h  # seed sums          (2h words)
+        rest = wo + 4 * h
+        if ph == 0:
+            for i in range(h):
+                buf[t + i] = buf[xo + i] ^ buf[xo + h + i]
+            ca, cx, cy = ao + h, t, p                       # P = T0 (x0 + x1)
+        elif ph == 1:
+            for i in range(2 * h):
+                buf[s + i] = buf[ao + i] ^ buf[ao + h + i]
+            ca, cx, cy = s, xo + h, yo                      # y0 = (T-1 + T0) x1
+        elif ph == 2:
+            for i in range(2 * h):
+                buf[s + i] = buf[ao + 2 * h + i] ^ buf[ao + h + i]
+            ca, cx, cy = s, xo, yo + h                      # y1 = (T1 + T0) x0
+        else:
+            for i in range(h):
+                buf[yo + i] ^= buf[p + i]
+                buf[yo + h + i] ^= buf[p + i]
+            sp -= 1
+            continue
+        st[top, 5] = ph + 1
+        st[sp, 0] = ca
+        st[sp, 1] = cx
+        st[sp, 2] = cy
+        st[sp, 3] = h
+        st[sp, 4] = rest
+        st[sp, 5] = 0
+        sp += 1
 
 
 def _tmvp_blocks_py(seed: np.ndarray, x: np.ndarray, B: int, P: int, Q: int) -> np.ndarray:
@@ -231,8 +266,8 @@ def _tmvp_blocks_py(seed: np.ndarray, x: np.ndarray, B: int, P: int, Q: int) -> 
 # Serial and multi-threaded builds of the same kernels. Threads are opt-in: on a machine
 # shared with other busy processes, OpenMP barriers between radix-3 stages cost far more
 # than the second core gains (measured: 10x slower at 10^6 bits under load 8 on 2 cores).
-_tmvp_blocks_serial = njit(_tmvp_blocks_py)
-_tmvp_blocks_parallel = njit(parallel=True)(_tmvp_blocks_py)
+_tmvp_blocks_serial = njit(cache=True)(_tmvp_blocks_py)
+_tmvp_blocks_parallel = njit(cache=True, parallel=True)(_tmvp_blocks_py)
 
 
 def tmvp_blocks(seed: np.ndarray, x: np.ndarray, B: int, P: int, Q: int,
@@ -257,43 +292,79 @@ def block_words(m_words: int) -> int:
 # Full products: Karatsuba multiplication of packed polynomials.
 # --------------------------------------------------------------------------------------
 
-@njit
+@njit(cache=True)
+def _kmul_base(buf: np.ndarray, ao: int, bo: int, co: int, W: int) -> None:
+    """buf[co:co+2W] = a * b, schoolbook, column by column with register accumulation."""
+    carry = np.uint64(0)
+    for k in range(2 * W - 1):
+        lo_acc = np.uint64(0)
+        hi_acc = np.uint64(0)
+        for i in range(max(0, k - W + 1), min(k, W - 1) + 1):
+            lo, hi = clmul(buf[ao + i], buf[bo + k - i])
+            lo_acc ^= lo
+            hi_acc ^= hi
+        buf[co + k] = lo_acc ^ carry
+        carry = hi_acc
+    buf[co + 2 * W - 1] = carry
+
+
+@njit(cache=True)
 def _kmul(buf: np.ndarray, ao: int, bo: int, co: int, W: int, wo: int) -> None:
     """buf[co:co+2W] = a * b for W-word polynomials a = buf[ao:ao+W], b = buf[bo:bo+W].
 
     Karatsuba (Karatsuba & Ofman 1962): a0 b0, a1 b1 and (a0 + a1)(b0 + b1), down to a
-    schoolbook base with carry-less multiplies; buf[wo:wo+4W] is scratch.
+    schoolbook base with carry-less multiplies; buf[wo:wo+4W] is scratch. Explicit stack
+    instead of recursion, so that Numba can cache it.
     """
-    if W <= TMVP_BASE_WORDS or W % 2 == 1:
-        # column by column, accumulating in registers: c_k = sum_{i+j=k} a_i b_j
-        carry = np.uint64(0)
-        for k in range(2 * W - 1):
-            lo_acc = np.uint64(0)
-            hi_acc = np.uint64(0)
-            for i in range(max(0, k - W + 1), min(k, W - 1) + 1):
-                lo, hi = clmul(buf[ao + i], buf[bo + k - i])
-                lo_acc ^= lo
-                hi_acc ^= hi
-            buf[co + k] = lo_acc ^ carry
-            carry = hi_acc
-        buf[co + 2 * W - 1] = carry
-        return
-    h = W // 2
-    _kmul(buf, ao, bo, co, h, wo)
-    _kmul(buf, ao + h, bo + h, co + 2 * h, h, wo)
-    sa = wo
-    sb = wo + h
-    mid = wo + 2 * h
-    rest = wo + 4 * h
-    for i in range(h):
-        buf[sa + i] = buf[ao + i] ^ buf[ao + h + i]
-        buf[sb + i] = buf[bo + i] ^ buf[bo + h + i]
-    _kmul(buf, sa, sb, mid, h, rest)
-    # middle term first (it reads the low and high products the next loop overwrites)
-    for i in range(2 * h):
-        buf[mid + i] ^= buf[co + i] ^ buf[co + 2 * h + i]
-    for i in range(2 * h):
-        buf[co + h + i] ^= buf[mid + i]
+    st = np.empty((_MAX_DEPTH, 6), dtype=np.int64)  # ao, bo, co, W, wo, phase
+    st[0, 0] = ao
+    st[0, 1] = bo
+    st[0, 2] = co
+    st[0, 3] = W
+    st[0, 4] = wo
+    st[0, 5] = 0
+    sp = 1
+    while sp > 0:
+        top = sp - 1
+        ao = st[top, 0]
+        bo = st[top, 1]
+        co = st[top, 2]
+        W = st[top, 3]
+        wo = st[top, 4]
+        ph = st[top, 5]
+        if ph == 0 and (W <= TMVP_BASE_WORDS or W % 2 == 1):
+            _kmul_base(buf, ao, bo, co, W)
+            sp -= 1
+            continue
+        h = W // 2
+        sa = wo
+        sb = wo + h
+        mid = wo + 2 * h
+        if ph == 0:
+            ca, cb, cc, cw = ao, bo, co, wo                    # a0 b0 -> c[0:2h]
+        elif ph == 1:
+            ca, cb, cc, cw = ao + h, bo + h, co + 2 * h, wo    # a1 b1 -> c[2h:4h]
+        elif ph == 2:
+            for i in range(h):
+                buf[sa + i] = buf[ao + i] ^ buf[ao + h + i]
+                buf[sb + i] = buf[bo + i] ^ buf[bo + h + i]
+            ca, cb, cc, cw = sa, sb, mid, wo + 4 * h          # (a0+a1)(b0+b1)
+        else:
+            # middle term first (it reads the low and high products the next loop changes)
+            for i in range(2 * h):
+                buf[mid + i] ^= buf[co + i] ^ buf[co + 2 * h + i]
+            for i in range(2 * h):
+                buf[co + h + i] ^= buf[mid + i]
+            sp -= 1
+            continue
+        st[top, 5] = ph + 1
+        st[sp, 0] = ca
+        st[sp, 1] = cb
+        st[sp, 2] = cc
+        st[sp, 3] = h
+        st[sp, 4] = cw
+        st[sp, 5] = 0
+        sp += 1
 
 
 # --------------------------------------------------------------------------------------
@@ -497,8 +568,8 @@ def _pointwise_py(a: np.ndarray, b: np.ndarray, D: int, E: int, W: int, L: int) 
         _xor_bits(a, j * E, 0, prod, 0, 3 * L, L)
 
 
-_pointwise_serial = njit(_pointwise_py)
-_pointwise_parallel = njit(parallel=True)(_pointwise_py)
+_pointwise_serial = njit(cache=True)(_pointwise_py)
+_pointwise_parallel = njit(cache=True, parallel=True)(_pointwise_py)
 
 
 @njit(cache=True)
