@@ -114,13 +114,12 @@ def _pos(j: int, n: int, off: int, inv: int, ninv: float) -> int:
     return r
 
 
-@njit(cache=True, parallel=True)
-def alice_prefixes(packed: np.ndarray, n: int, mults: np.ndarray, offs: np.ndarray) -> np.ndarray:
+def _alice_prefixes(packed: np.ndarray, n: int, mults: np.ndarray, offs: np.ndarray) -> np.ndarray:
     """Prefix XOR of Alice's key in the order of every pass, ``(passes, n + 1)`` uint8.
 
-    Alice's key never changes, so all passes are computed up front, one pass per thread.
-    ``packed`` is the key packed LSB first (``np.packbits(..., bitorder="little")``): at
-    n/8 bytes it stays in cache while the affine shuffle jumps around it.
+    Alice's key never changes, so all passes are computed up front, one pass per thread
+    in the parallel build. ``packed`` is the key packed LSB first (``np.packbits(...,
+    bitorder="little")``): at n/8 bytes it stays in cache while the shuffle jumps around.
     """
     npass = mults.shape[0]
     apre = np.empty((npass, n + 1), dtype=np.uint8)
@@ -136,6 +135,19 @@ def alice_prefixes(packed: np.ndarray, n: int, mults: np.ndarray, offs: np.ndarr
             if j >= n:
                 j -= n
     return apre
+
+
+# Threads only pay off on long keys: below this the pool's start-up costs more than it saves.
+PARALLEL_MIN_BITS = 1 << 19
+alice_prefixes_serial = njit(cache=True)(_alice_prefixes)
+alice_prefixes_parallel = njit(cache=True, parallel=True)(_alice_prefixes)
+
+
+def alice_prefixes(packed: np.ndarray, n: int, mults: np.ndarray, offs: np.ndarray) -> np.ndarray:
+    """Dispatch to the serial or the parallel build by key length (see ``_alice_prefixes``)."""
+    if n >= PARALLEL_MIN_BITS:
+        return alice_prefixes_parallel(packed, n, mults, offs)
+    return alice_prefixes_serial(packed, n, mults, offs)
 
 
 @njit(cache=True)
