@@ -11,8 +11,11 @@ information reconciliation: an application to QKD", IEEE ITW 2010, with shorteni
 2. Alice sends the syndromes ``H x`` of all frames (one message); Bob decodes each frame by
    belief propagation with his bits as channel input (BSC with crossover ``Q``) and the
    shortened positions pinned, and answers with one success bit per frame.
-3. If any frame fails to reach its syndrome, :class:`LdpcDecodingFailed` is raised; the
-   syndrome bits already sent stay counted as leaked.
+3. A frame that fails is retried up to twice, each time as the syndrome of a code with
+   20 % more checks (Alice -> Bob: the frame indices and new syndromes; Bob -> Alice: the
+   new success bits). Bob decodes with the newest syndrome only and every syndrome sent
+   is counted as leaked (an over-count, never an under-count). If a frame still fails,
+   :class:`LdpcDecodingFailed` is raised with the leak so far.
 
 Leakage: every syndrome bit is counted (``M`` per frame). Puncturing is deliberately not
 used: with puncturing, the leak is only ``M - p`` when the punctured columns are linearly
@@ -61,6 +64,8 @@ _QBER_FLOOR = 1e-4
 
 _MSG_SYNDROMES = 1
 _MSG_STATUS = 2
+_MSG_RETRY = 3
+_RETRIES = 2
 
 
 class LdpcDecodingFailed(ReconciliationFailed):
@@ -205,31 +210,63 @@ def reconcile_ldpc(
     leaked = frames * code.n_checks
 
     corrected = b.copy()
-    status = np.zeros(frames, dtype=np.uint8)
-    start = 0
-    for i, k in enumerate(plan.frame_key_bits):
-        llr = np.full(code.n_vars, _PINNED_LLR)
-        y = b[start : start + k]
+    starts = np.concatenate(([0], np.cumsum(plan.frame_key_bits)))
+
+    def decode(i: int, c: LdpcCode, synd: np.ndarray) -> bool:
+        k = plan.frame_key_bits[i]
+        llr = np.full(c.n_vars, _PINNED_LLR)
+        y = b[starts[i] : starts[i] + k]
         llr[positions[i]] = channel_llr * (1.0 - 2.0 * y.astype(np.float64))
-        xhat, ok, _ = decode_sum_product(
-            code.check_ptr, code.edge_var, llr, syndromes[i], _MAX_ITER
-        )
+        xhat, ok, _ = decode_sum_product(c.check_ptr, c.edge_var, llr, synd, _MAX_ITER)
         if ok:
-            status[i] = 1
-            corrected[start : start + k] = xhat[positions[i]]
-        start += k
-    message2 = bytes([_MSG_STATUS]) + int(frames).to_bytes(4, "little") + _pack(status)
+            corrected[starts[i] : starts[i] + k] = xhat[positions[i]]
+        return bool(ok)
+
+    status = np.array([decode(i, code, syndromes[i]) for i in range(frames)], dtype=np.uint8)
+    transcript = [message1, bytes([_MSG_STATUS]) + int(frames).to_bytes(4, "little")]
+    transcript.append(_pack(status))
+    messages = 2
+    # Retries: a frame that did not decode is re-sent as the syndrome of a code with 20 %
+    # more checks (a lower rate). Bob decodes with the new syndrome alone; the old one
+    # stays counted as leaked, so the count over-states rather than under-states.
+    n_checks = code.n_checks
+    step = code.n_vars // 256
+    for attempt in range(1, _RETRIES + 1):
+        failed = np.flatnonzero(status == 0)
+        if failed.size == 0 or n_checks >= code.n_vars - step:
+            break
+        n_checks = min(code.n_vars - step, math.ceil(n_checks * 1.2 / step) * step)
+        retry_code = ldpc_code(code.n_vars, n_checks)
+        msg = bytearray([_MSG_RETRY, attempt])
+        msg += int(n_checks).to_bytes(4, "little") + int(failed.size).to_bytes(4, "little")
+        msg += b"".join(int(fi).to_bytes(4, "little") for fi in failed)
+        new_status = np.zeros(failed.size, dtype=np.uint8)
+        for r, fi in enumerate(failed.tolist()):
+            x = np.zeros(code.n_vars, dtype=np.uint8)
+            k = plan.frame_key_bits[fi]
+            x[positions[fi]] = a[starts[fi] : starts[fi] + k]
+            synd = syndrome(retry_code.check_ptr, retry_code.edge_var, x)
+            msg += _pack(synd)
+            leaked += n_checks
+            new_status[r] = decode(fi, retry_code, synd)
+        status[failed] = new_status
+        transcript.append(bytes(msg))
+        transcript.append(
+            bytes([_MSG_STATUS]) + int(failed.size).to_bytes(4, "little") + _pack(new_status)
+        )
+        messages += 2
     if not status.all():
         bad = int(frames - status.sum())
         raise LdpcDecodingFailed(
-            f"LDPC decoding failed on {bad} of {frames} frames at QBER {qber:.4f}; "
-            "discard the block (the syndromes sent count as leaked)",
+            f"LDPC decoding failed on {bad} of {frames} frames at QBER {qber:.4f} after "
+            f"{_RETRIES} lower-rate retries; discard the block (the syndromes sent count "
+            "as leaked)",
             leaked_bits=leaked,
         )
     return ReconciliationResult(
         corrected_bits=corrected,
         leaked_bits=leaked,
-        transcript=message1 + message2,
-        messages=2,
+        transcript=b"".join(transcript),
+        messages=messages,
         efficiency=efficiency(leaked, n, qber),
     )
