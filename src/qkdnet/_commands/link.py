@@ -61,7 +61,7 @@ class RunReport:
         self.blocks: list[BlockResult] = []
         self.alice_keys: list[np.ndarray] = []
         self.bob_keys: list[np.ndarray] = []
-        self.seconds: dict[str, float] = {s: 0.0 for s in (*STAGES, "simulate")}
+        self.seconds: dict[str, float] = {s: 0.0 for s in ("startup", *STAGES, "simulate")}
         self.wall_seconds = 0.0
 
     def add(self, result: BlockResult, keep_keys: bool) -> None:
@@ -165,9 +165,14 @@ class RunReport:
         for stage, secs in summary["stage_seconds"].items():
             t.add_row(f"time: {stage}", f"{secs:.3f} s")
         t.add_row("time: total", f"{summary['seconds']:.3f} s")
-        for reason in summary["abort_reasons"]:
-            t.add_row("abort", reason)
         return t
+
+    @staticmethod
+    def print(console: Console, summary: dict[str, Any], table: Table) -> None:
+        """Print the table, then one line per distinct abort reason."""
+        console.print(table)
+        for reason in summary["abort_reasons"]:
+            console.print(f"[bold red]aborted:[/] {reason}", highlight=False)
 
     def write(self, out: Path, summary: dict[str, Any]) -> None:
         """Write alice.key, bob.key (packed final keys) and summary.json into ``out``."""
@@ -196,6 +201,8 @@ def run_blocks(
 ) -> None:
     """Drive the pipeline over an iterator of blocks with a progress bar (pulses done)."""
     start = time.perf_counter()
+    pipeline.warm_up()
+    report.seconds["startup"] = time.perf_counter() - start
     with Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -297,7 +304,7 @@ def register(app: typer.Typer) -> None:
             distance_km=distance, protocol=protocol, reconciliation=reconciliation,
             eve=eve, seed=seed,
         )
-        console.print(report.table(summary))
+        report.print(console, summary, report.table(summary))
         if out is not None:
             report.write(out, summary)
             console.print(f"wrote {out / 'summary.json'}, {out / 'alice.key'}, {out / 'bob.key'}")

@@ -72,7 +72,7 @@ def register(app: typer.Typer) -> None:
         run_blocks(console, pipeline, [records], records.total_pulses, report, out is not None)
         summary = report.summary(pipeline)
         summary.update(alice=str(alice), bob=str(bob), reconciliation=reconciliation, seed=seed)
-        console.print(report.table(summary))
+        report.print(console, summary, report.table(summary))
         if out is not None:
             report.write(out, summary)
             console.print(f"wrote {out / 'summary.json'}, {out / 'alice.key'}, {out / 'bob.key'}")
