@@ -288,3 +288,34 @@ def test_opposite_relays_never_share_key_bits(net) -> None:
         if got["bob"]:
             fetched = a.get_key_with_ids("bob", [k.key_id for k in got["bob"]])
             assert [k.key for k in fetched] == [k.key for k in got["bob"]]
+
+
+@pytest.mark.parametrize("body", [
+    {}, {"number": 2, "size": 64}, {"size": 100}, {"number": 0}, {"number": "2"},
+    {"nope": 1}, {"additional_slave_SAE_IDs": ["ghost"]},
+    {"extension_mandatory": [{"abc_x": 1}]}, [], None,
+])
+def test_fast_path_answers_like_fastapi(net, body) -> None:
+    """The hot-path ASGI handler (well-formed POSTs) and FastAPI (taken when the URL has a
+    query string) give the same code and Error body, and the same key container shape."""
+    a, _ = http(net, "alice")
+    with a:
+        fast = a.post("/api/v1/keys/bob/enc_keys", json=body)
+        slow = a.post("/api/v1/keys/bob/enc_keys?via=fastapi", json=body)
+    assert fast.status_code == slow.status_code, (fast.text, slow.text)
+    if fast.status_code == 200:
+        shape = [sorted(k) for k in fast.json()["keys"]]
+        assert shape == [sorted(k) for k in slow.json()["keys"]]
+    else:
+        assert fast.json()["message"] == slow.json()["message"]
+
+
+def test_fast_path_refuses_another_nodes_sae(net) -> None:
+    b, _ = http(net, "bob")
+    url_a = creds(net, "alice")["kme_url"]
+    with b:
+        r = b.post(url_a + "/api/v1/keys/alice/enc_keys", json={"number": 1})
+        d = b.post(url_a + "/api/v1/keys/alice/dec_keys",
+                   json={"key_IDs": [{"key_ID": str(uuid.uuid4())}]})
+    assert r.status_code == d.status_code == 401
+    assert "not attached to KME 'A'" in r.json()["message"]

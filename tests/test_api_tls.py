@@ -23,6 +23,7 @@ from qkdnet.api.certs import (
 )
 from qkdnet.api.server import NodeServer
 from qkdnet.api.service import KmeService
+from qkdnet.api.tls import MutualTLSH11Protocol
 from qkdnet.errors import ParameterError
 
 
@@ -42,7 +43,10 @@ def server(pki):
     # No KeyManager: every request here is refused before any key is touched.
     service = KmeService("A", None, {"alice": "A", "bob": "B"}, peer_nodes=["A", "B"])
     node = net.nodes["A"]
-    with NodeServer(create_app(service), node.cert, node.key, net.ca) as srv:
+    # The pure-Python h11 protocol here; the live-node tests use the fastest available one
+    # (httptools when installed), so both carry the peer identity under test.
+    with NodeServer(create_app(service), node.cert, node.key, net.ca,
+                    http=MutualTLSH11Protocol) as srv:
         yield srv
 
 

@@ -45,7 +45,7 @@ from qkdnet.errors import (
     Unauthorized,
 )
 
-__all__ = ["create_app", "error_response"]
+__all__ = ["FastPath", "create_app", "error_response"]
 
 log = logging.getLogger("qkdnet.api")
 _STANDARD_MESSAGES = {
@@ -90,6 +90,84 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, list[dict[str
         where = ".".join(p for p in first["loc"] if p != "body") or "request"
         message = f"malformed request: {where}: {first['msg']}"
     return message, details
+
+
+_ENC_PATH = re.compile(r"/api/v1/keys/([^/]+)/enc_keys")
+_DEC_PATH = re.compile(r"/api/v1/keys/([^/]+)/dec_keys")
+
+
+class FastPath:
+    """ASGI wrapper that serves well-formed ``POST enc_keys``/``dec_keys`` (the hot path,
+    thousands per second) without FastAPI's routing and dependency machinery, with the same
+    models, checks and answers. Anything else — other routes, other content types, an
+    empty or malformed body — goes to the FastAPI app unchanged (the body replayed), so
+    every error is FastAPI's own 400 and the published document stays the one truth.
+    """
+
+    def __init__(self, app: FastAPI, service: KmeService) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["query_string"]:
+            return await self.app(scope, receive, send)
+        path = scope["path"]
+        enc = _ENC_PATH.fullmatch(path)
+        dec = None if enc else _DEC_PATH.fullmatch(path)
+        if not (enc or dec) or not _is_json(scope):
+            return await self.app(scope, receive, send)
+        body = await _read_body(receive)
+        try:
+            if enc:
+                req = etsi014.KeyRequest.model_validate_json(body)
+                parsed: Any = req
+            else:
+                parsed = etsi014.KeyIDs.model_validate_json(body)
+        except ValueError:  # pydantic's ValidationError: let FastAPI say it, word for word
+            return await self.app(scope, _replay(body), send)
+        try:
+            if enc:
+                response = await etsi014.enc_keys_response(
+                    self.service, scope, enc.group(1), req.number, req.size,
+                    req.additional_slave_SAE_IDs or (), req.extension_mandatory or (),
+                )
+            else:
+                assert dec is not None
+                response = await etsi014.dec_keys_response(
+                    self.service, scope, dec.group(1), parsed
+                )
+        except Exception as exc:  # noqa: BLE001 — the same mapping as FastAPI's handlers
+            response = error_response(exc)
+        await response(scope, receive, send)
+
+
+def _is_json(scope: Any) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return bool(value.split(b";")[0].strip().lower() == b"application/json")
+    return False
+
+
+async def _read_body(receive: Any) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes) -> Any:
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}
+
+    return receive
 
 
 def create_app(service: KmeService, extra_routers: tuple[Any, ...] = ()) -> FastAPI:

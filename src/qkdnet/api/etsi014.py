@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, Response
@@ -146,12 +146,12 @@ def _service(request: Request) -> KmeService:
     return service
 
 
-async def _enc_keys(
-    request: Request, slave_SAE_ID: str, number: int | None, size: int | None,
-    additional: Sequence[str] = (), mandatory: Sequence[_Obj] = (),
+async def enc_keys_response(
+    service: KmeService, scope: Mapping[str, Any], slave_SAE_ID: str, number: int | None,
+    size: int | None, additional: Sequence[str] = (), mandatory: Sequence[_Obj] = (),
 ) -> Response:
-    service = _service(request)
-    master = service.authenticate_sae(request.scope)
+    """enc_keys for the SAE of this request's certificate, as a Key container response."""
+    master = service.authenticate_sae(scope)
     if size is not None and size % 8 != 0:
         raise ParameterError("size", MSG_SIZE_MULTIPLE_OF_8)
     options = service.parse_mandatory_extensions(mandatory)
@@ -180,8 +180,8 @@ async def post_enc_keys(
     """New keys for the calling (master) SAE, shared with ``slave_SAE_ID`` and any
     ``additional_slave_SAE_IDs`` (§5.2, POST form)."""
     req = body or KeyRequest()
-    return await _enc_keys(
-        request, slave_SAE_ID, req.number, req.size,
+    return await enc_keys_response(
+        _service(request), request.scope, slave_SAE_ID, req.number, req.size,
         req.additional_slave_SAE_IDs or (), req.extension_mandatory or (),
     )
 
@@ -196,7 +196,7 @@ async def get_enc_keys(
     size: Annotated[int | None, Query(ge=1, json_schema_extra={"multipleOf": 8})] = None,
 ) -> Response:
     """The GET form of enc_keys: only ``number`` and ``size`` (bits) (§5.2)."""
-    return await _enc_keys(request, slave_SAE_ID, number, size)
+    return await enc_keys_response(_service(request), request.scope, slave_SAE_ID, number, size)
 
 
 @router.post(
@@ -205,8 +205,14 @@ async def get_enc_keys(
 )
 async def post_dec_keys(request: Request, master_SAE_ID: str, body: KeyIDs) -> Response:
     """The keys with these IDs, for the calling SAE, the slave they were made for (§5.3)."""
-    service = _service(request)
-    slave = service.authenticate_sae(request.scope)
+    return await dec_keys_response(_service(request), request.scope, master_SAE_ID, body)
+
+
+async def dec_keys_response(
+    service: KmeService, scope: Mapping[str, Any], master_SAE_ID: str, body: KeyIDs
+) -> Response:
+    """dec_keys for the SAE of this request's certificate, as a Key container response."""
+    slave = service.authenticate_sae(scope)
     ids = [item.key_ID for item in body.key_IDs]
     return _container(await service.dec_keys(slave, master_SAE_ID, ids))
 

@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from qkdnet.api.app import create_app
+from qkdnet.api.app import FastPath, create_app
 from qkdnet.api.feeder import LinkFeeder
 from qkdnet.api.server import NodeServer
 from qkdnet.api.service import KmeLimits, KmeService, skip_sae_id
@@ -122,9 +122,9 @@ class LiveNode:
             node_id, self.key_manager, sae_nodes, peer_nodes=all_nodes,
             limits=limits,
         )
-        app = create_app(self.service, extra_routers=(
+        app = FastPath(create_app(self.service, extra_routers=(
             kx_router(node_id, self.key_manager.handle_message),
-        ))
+        )), self.service)
         self.server = NodeServer(
             app, config["cert"], config["key"], config["ca"],
             host=str(config.get("host", "127.0.0.1")), port=int(config["port"]),

@@ -18,7 +18,7 @@ from typing import Any
 
 import uvicorn
 
-from qkdnet.api.tls import MutualTLSH11Protocol, server_ssl_context
+from qkdnet.api.tls import http_protocol_class, server_ssl_context
 from qkdnet.errors import ParameterError
 
 __all__ = ["NodeServer", "free_port"]
@@ -43,6 +43,8 @@ class NodeServer:
     host: str = "127.0.0.1"
     port: int = 0
     log_level: str = "warning"
+    #: uvicorn protocol class; None = the fastest available (:func:`http_protocol_class`).
+    http: type | None = None
 
     def __post_init__(self) -> None:
         if self.port == 0:
@@ -54,7 +56,7 @@ class NodeServer:
             self.app,
             host=self.host,
             port=self.port,
-            http=MutualTLSH11Protocol,
+            http=self.http or http_protocol_class(),
             ssl_context_factory=lambda _config, _default: ctx,
             log_level=self.log_level,
             access_log=False,
