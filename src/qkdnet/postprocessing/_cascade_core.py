@@ -8,8 +8,9 @@ Data layout, per pass ``p`` (permutation ``t -> (mult*t + off) mod n``):
 
 * ``blockerr[p, blk]`` — parity of the *errors* (Alice xor Bob) in a block: what Bob learns
   by comparing Alice's disclosed parity with his own.
-* ``fen[p]`` — a XOR Fenwick tree of the error indicator in pass-``p`` order, so the error
-  parity of any range is O(log n) even in the half-key blocks of the late passes.
+* ``fen[p]`` — a XOR Fenwick tree (one bit per node) of the error indicator in pass-``p``
+  order, so the error parity of any range is O(log n) even in the half-key blocks of the
+  late passes, and O(log block) in small blocks (both prefixes walked until they meet).
 * ``apre[p]`` — prefix XOR of Alice's bits in pass-``p`` order, all passes computed up front
   in parallel (Alice's side of every disclosed block and sub-block parity).
 * ``known[p, t]`` — sub-block reuse: deepest level ``d`` such that the left child starting
@@ -83,7 +84,7 @@ def _put_bits(buf: np.ndarray, pos: int, bits: np.ndarray, count: int) -> int:
 def _fen_update(fen: np.ndarray, p: int, n: int, t: int) -> None:
     i = t + 1
     while i <= n:
-        fen[p, i] ^= 1
+        fen[p, i >> 3] ^= np.uint8(1 << (i & 7))
         i += i & (-i)
 
 
@@ -92,8 +93,25 @@ def _fen_prefix(fen: np.ndarray, p: int, t: int) -> int:
     x = 0
     i = t
     while i > 0:
-        x ^= fen[p, i]
+        x ^= (fen[p, i >> 3] >> (i & 7)) & 1
         i -= i & (-i)
+    return x
+
+
+@njit(cache=True)
+def _fen_range(fen: np.ndarray, p: int, lo: int, hi: int) -> int:
+    # parity of [lo, hi): walk both prefixes down until they meet, which takes about
+    # 2 log2(hi - lo) steps instead of log2(n) for each prefix
+    x = 0
+    i = hi
+    j = lo
+    while i != j:
+        if i > j:
+            x ^= (fen[p, i >> 3] >> (i & 7)) & 1
+            i -= i & (-i)
+        else:
+            x ^= (fen[p, j >> 3] >> (j & 7)) & 1
+            j -= j & (-j)
     return x
 
 
@@ -182,7 +200,7 @@ def cascade_kernel(
     inlist = np.zeros((npass, maxblocks), dtype=np.uint8)
     oddlist = np.empty((npass, maxblocks), dtype=np.int64)
     oddcount = np.zeros(npass, dtype=np.int64)
-    fen = np.zeros((npass, n + 1), dtype=np.uint8)
+    fen = np.zeros((npass, (n >> 3) + 1), dtype=np.uint8)  # one bit per tree node
     known = np.zeros((npass, n), dtype=np.uint8)
 
     # per-round scratch: disclosed flag, disclosed bit and direction per search and level
@@ -282,7 +300,8 @@ def cascade_kernel(
                 hi = min(n, lo + kq)
                 d = 0
                 # Bob's error parity of [0, lo) in pass order; one Fenwick query per level
-                plo = _fen_prefix(fen, q, lo)
+                small = kq <= 4096
+                plo = 0 if small else _fen_prefix(fen, q, lo)
                 while hi - lo > 1:
                     mid = (lo + hi) // 2
                     d += 1
@@ -294,7 +313,11 @@ def cascade_kernel(
                         leak += 1
                         if reuse:
                             known[q, lo] = d
-                    pmid = _fen_prefix(fen, q, mid)
+                    if small:
+                        pmid = _fen_range(fen, q, lo, mid)
+                        plo = 0
+                    else:
+                        pmid = _fen_prefix(fen, q, mid)
                     if pmid ^ plo:
                         s_dir[s, d - 1] = 0
                         hi = mid
