@@ -172,3 +172,19 @@ def test_zero_output_and_bad_input() -> None:
         toeplitz_hash(np.full(10, 3, np.uint8), 5, np.zeros(14, np.uint8))
     with pytest.raises(ParameterError, match="method"):
         toeplitz_hash(x, 5, np.zeros(14, np.uint8), method="magic")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("W", [1, 2, 3, 5, 7, 8, 12, 16, 40, 96])
+def test_karatsuba_product_against_numpy_convolution(W: int) -> None:
+    from qkdnet.postprocessing._gf2 import _kmul
+
+    rng = np.random.default_rng(W)
+    a = rng.integers(0, 2, 64 * W, dtype=np.uint8)
+    b = rng.integers(0, 2, 64 * W, dtype=np.uint8)
+    buf = np.zeros(8 * W + 64, dtype=np.uint64)
+    buf[:W] = np.packbits(a, bitorder="little").view("<u8")
+    buf[W:2 * W] = np.packbits(b, bitorder="little").view("<u8")
+    _kmul(buf, 0, W, 2 * W, W, 4 * W)
+    got = np.unpackbits(buf[2 * W:4 * W].view(np.uint8), bitorder="little")[:128 * W - 1]
+    truth = np.convolve(a.astype(np.int64), b.astype(np.int64)) % 2
+    assert np.array_equal(got, truth)

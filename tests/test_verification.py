@@ -57,6 +57,17 @@ def test_clmul_matches_reference(a: int, b: int) -> None:
     assert int(lo) | (int(hi) << 64) == ref_clmul(a, b)
 
 
+@settings(max_examples=100, deadline=None)
+@given(U64, U64, U64, U64)
+def test_clmul2x2_matches_reference(a0: int, a1: int, b0: int, b1: int) -> None:
+    # 128 x 128-bit carry-less product (the Karatsuba base case), hardware and portable
+    truth = ref_clmul(a0, b0) ^ ((ref_clmul(a0, b1) ^ ref_clmul(a1, b0)) << 64) ^ (
+        ref_clmul(a1, b1) << 128)
+    for fn in (_gf2.clmul2x2, _gf2.clmul2x2_soft):
+        words = fn(np.uint64(a0), np.uint64(a1), np.uint64(b0), np.uint64(b1))
+        assert sum(int(w) << (64 * i) for i, w in enumerate(words)) == truth
+
+
 @settings(max_examples=200, deadline=None)
 @given(U64, U64)
 def test_gf64_mul_matches_reference(a: int, b: int) -> None:
