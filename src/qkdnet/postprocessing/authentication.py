@@ -96,6 +96,7 @@ class PreSharedKeyPool:
 
     def __init__(self, bits: np.ndarray | bytes = b"") -> None:
         self._bits = np.zeros(0, dtype=np.uint8)
+        self._start = 0  # bits before this index were handed out (and zeroed)
         self.consumed_bits = 0
         self.added_bits = 0
         self.refill(bits)
@@ -113,27 +114,33 @@ class PreSharedKeyPool:
     @property
     def available_bits(self) -> int:
         """Bits left in the pool."""
-        return int(self._bits.size)
+        return int(self._bits.size - self._start)
 
     def refill(self, bits: np.ndarray | bytes) -> None:
         """Append fresh shared secret bits (uint8 0/1 array, or bytes = 8 bits each)."""
         new = self._to_bits(bits)
-        self._bits = np.concatenate([self._bits, new])
+        self._bits = np.concatenate([self._bits[self._start:], new])
+        self._start = 0
         self.added_bits += int(new.size)
 
     def take(self, n_bits: int) -> np.ndarray:
         """Remove and return the next ``n_bits`` bits; raises KeyExhausted (taking nothing)."""
         if n_bits < 0:
             raise ParameterError("n_bits", f"must be >= 0, got {n_bits}")
-        if n_bits > self._bits.size:
+        if n_bits > self.available_bits:
             raise KeyExhausted(
-                f"pre-shared key pool has {self._bits.size} bits, {n_bits} needed; "
+                f"pre-shared key pool has {self.available_bits} bits, {n_bits} needed; "
                 "refill it from a previous block's secret key"
             )
-        out = self._bits[:n_bits].copy()
-        self._bits[:n_bits] = 0  # erase before dropping the reference
-        self._bits = self._bits[n_bits:].copy()
+        end = self._start + n_bits
+        out = self._bits[self._start:end].copy()
+        self._bits[self._start:end] = 0  # erase what was handed out
+        self._start = end
         self.consumed_bits += n_bits
+        if self._start > 65536 and 2 * self._start > self._bits.size:
+            # drop the erased prefix now and then (amortised O(1) per bit taken)
+            self._bits = self._bits[self._start:].copy()
+            self._start = 0
         return out
 
     def take_words(self, n_words: int) -> np.ndarray:
