@@ -68,6 +68,10 @@ def serve(cfg: dict[str, Any]) -> None:
             keys = km.supply(req["master"], req["slave"], req["slave_node"], req["number"],
                              req["size"])
             return [[str(k.key_id), k.key.hex()] for k in keys]
+        if op == "ahead":
+            ids = km.relay_ahead(req["master"], req["slave"], req["slave_node"], req["number"],
+                                 req["size"])
+            return [str(k) for k in ids]
         if op == "retrieve":
             keys = km.retrieve(req["sae"], req["master"], [uuid.UUID(k) for k in req["ids"]])
             return [[str(k.key_id), k.key.hex()] for k in keys]
