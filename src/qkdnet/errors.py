@@ -7,9 +7,9 @@ is wrong and what to do about it. Foreign errors are translated at the boundary 
 ::
 
     QkdnetError
-    ├── ParameterError (also ValueError)        a bad input value: names the field and the allowed range
-    ├── ScenarioError                           a scenario or parameter file that does not validate
-    ├── RecordsError                            detection records that are malformed or do not match
+    ├── ParameterError (also ValueError)   a bad input value: names the field and the range
+    ├── ScenarioError                      a scenario or parameter file that does not validate
+    ├── RecordsError                       detection records malformed or not matching
     ├── ProtocolAbort                           a QKD block aborted (QBER too high, too few counts, ...)
     │   ├── QberTooHigh
     │   └── VerificationFailed
