@@ -33,61 +33,77 @@ def _pair(n: int, qber: float, seed: int) -> tuple[np.ndarray, np.ndarray, float
 
 def _replay(alice, bob, qber, variant, transcript):
     """Bob's corrections and the leak, rebuilt from the transcript alone (plus Alice's key to
-    check that each disclosed parity is the true one)."""
-    n = alice.shape[0]
-    sizes = cascade_block_sizes(n, qber, variant)
+    check that each disclosed parity is the true one). Handles keys sent in frames."""
     reuse = variant == "optimised"
     msgs = parse_transcript(transcript)
     b = bob.copy()
-    perms: dict[int, np.ndarray] = {}
-    known: dict[tuple[int, int], int] = {}
     leak = 0
     i = 0
-    while i < len(msgs):
-        m = msgs[i]
-        i += 1
-        if m.kind == "parities":
-            mult, off, bits = m.payload
-            perm = (mult * np.arange(n, dtype=np.int64) + off) % n
-            assert np.unique(perm).size == n, "announced shuffle is not a permutation"
-            perms[m.pass_index] = perm
-            k = int(sizes[m.pass_index])
-            ap = alice[perm]
-            truth = [int(ap[s * k : (s + 1) * k].sum() & 1) for s in range(m.count)]
-            assert list(bits) == truth, "disclosed block parity differs from Alice's key"
-            leak += m.count
-            continue
-        assert m.kind == "odd", f"unexpected {m.kind} message outside a search round"
-        q = m.pass_index
-        k = int(sizes[q])
-        perm = perms[q]
-        ranges = [[int(blk) * k, min(n, int(blk) * k + k)] for blk in m.payload]
-        depth = 0
-        while any(hi - lo > 1 for lo, hi in ranges):
-            depth += 1
-            active = [r for r in ranges if r[1] - r[0] > 1]
-            disclosing = [r for r in active if not (reuse and known.get((q, r[0]), 0) >= depth)]
-            if disclosing:
-                left = msgs[i]
-                i += 1
-                assert left.kind == "left" and left.count == len(disclosing)
-                for r, bit in zip(disclosing, left.payload, strict=True):
-                    mid = (r[0] + r[1]) // 2
-                    assert int(alice[perm[r[0] : mid]].sum() & 1) == int(bit)
-                    if reuse:
-                        known[(q, r[0])] = depth
-                leak += left.count
-            d = msgs[i]
+
+    def frame(lo: int, n: int) -> None:
+        nonlocal i, leak
+        al = alice[lo : lo + n]
+        bf = b[lo : lo + n]  # a view: corrections land in b
+        sizes = cascade_block_sizes(n, qber, variant)
+        perms: dict[int, np.ndarray] = {}
+        known: dict[tuple[int, int], int] = {}
+        while i < len(msgs) and msgs[i].kind != "frame":
+            m = msgs[i]
             i += 1
-            assert d.kind == "dir" and d.count == len(active)
-            for r, go_right in zip(active, d.payload, strict=True):
-                mid = (r[0] + r[1]) // 2
-                if go_right:
-                    r[0] = mid
-                else:
-                    r[1] = mid
-        for lo, _hi in ranges:
-            b[perm[lo]] ^= 1
+            if m.kind == "parities":
+                mult, off, bits = m.payload
+                perm = (mult * np.arange(n, dtype=np.int64) + off) % n
+                assert np.unique(perm).size == n, "announced shuffle is not a permutation"
+                perms[m.pass_index] = perm
+                k = int(sizes[m.pass_index])
+                ap = al[perm]
+                truth = [int(ap[s * k : (s + 1) * k].sum() & 1) for s in range(m.count)]
+                assert list(bits) == truth, "disclosed block parity differs from Alice's key"
+                leak += m.count
+                continue
+            assert m.kind == "odd", f"unexpected {m.kind} message outside a search round"
+            q = m.pass_index
+            k = int(sizes[q])
+            perm = perms[q]
+            ranges = [[int(blk) * k, min(n, int(blk) * k + k)] for blk in m.payload]
+            depth = 0
+            while any(hi - lo > 1 for lo, hi in ranges):
+                depth += 1
+                active = [r for r in ranges if r[1] - r[0] > 1]
+                disclosing = [r for r in active if not (reuse and known.get((q, r[0]), 0) >= depth)]
+                if disclosing:
+                    left = msgs[i]
+                    i += 1
+                    assert left.kind == "left" and left.count == len(disclosing)
+                    for r, bit in zip(disclosing, left.payload, strict=True):
+                        mid = (r[0] + r[1]) // 2
+                        assert int(al[perm[r[0] : mid]].sum() & 1) == int(bit)
+                        if reuse:
+                            known[(q, r[0])] = depth
+                    leak += left.count
+                d = msgs[i]
+                i += 1
+                assert d.kind == "dir" and d.count == len(active)
+                for r, go_right in zip(active, d.payload, strict=True):
+                    mid = (r[0] + r[1]) // 2
+                    if go_right:
+                        r[0] = mid
+                    else:
+                        r[1] = mid
+            for lo, _hi in ranges:
+                bf[perm[lo]] ^= 1
+
+    if msgs and msgs[0].kind == "frame":
+        lo = 0
+        while i < len(msgs):
+            assert msgs[i].kind == "frame"
+            size = msgs[i].count
+            i += 1
+            frame(lo, size)
+            lo += size
+        assert lo == alice.size
+    else:
+        frame(0, alice.size)
     return b, leak
 
 
@@ -102,6 +118,26 @@ def test_transcript_replay_reproduces_corrections_and_leak(variant, qber):
     assert sum(m.disclosed_bits for m in parse_transcript(res.transcript)) == res.leaked_bits
     assert res.messages == len(parse_transcript(res.transcript))
     assert np.array_equal(b, _pair(4000, qber, seed=7)[1]), "input was modified"
+
+
+@pytest.mark.parametrize("variant", ["original", "optimised"])
+def test_framed_key_replays_and_agrees(variant):
+    # 10^4 bits in frames of <= 3000: four frames, reconciled on two threads
+    a, b, q = _pair(10_000, 0.03, 9)
+    res = reconcile_cascade(a, b, q, np.random.default_rng(4), variant, frame_bits=3000)
+    msgs = parse_transcript(res.transcript)
+    assert [m.count for m in msgs if m.kind == "frame"] == [2500] * 4
+    replayed, leak = _replay(a, b, q, variant, res.transcript)
+    assert np.array_equal(replayed, res.corrected_bits)
+    assert leak == res.leaked_bits == sum(m.disclosed_bits for m in msgs)
+    assert res.messages == len(msgs)
+    if variant == "optimised":
+        assert np.array_equal(res.corrected_bits, a)
+    # same rng seed, one thread: the same bits on the wire
+    again = reconcile_cascade(
+        a, b, q, np.random.default_rng(4), variant, frame_bits=3000, threads=1
+    )
+    assert again.transcript == res.transcript
 
 
 @settings(max_examples=25, deadline=None, derandomize=True)

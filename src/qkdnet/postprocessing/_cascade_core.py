@@ -21,7 +21,9 @@ Data layout, per pass ``p`` (permutation ``t -> (mult*t + off) mod n``):
 Transcript messages: ``type:u8 pass:u8 count:u32`` then the payload (bits packed LSB
 first). Types: 1 block parities (A->B, payload ``mult:u64 off:u64`` then ``count`` bits),
 2 odd blocks (B->A, ``count`` u32 block indices), 3 left-half parities (A->B, ``count``
-bits), 4 search directions (B->A, ``count`` bits; 1 = the error is in the right half).
+bits), 4 search directions (B->A, ``count`` bits; 1 = the error is in the right half),
+5 frame start (``count`` = the frame's bits; written by ``cascade.py`` when a long key
+is reconciled as several frames).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ MSG_PARITIES = 1
 MSG_ODD = 2
 MSG_LEFT = 3
 MSG_DIR = 4
+MSG_FRAME = 5
 MAX_DEPTH = 40
 
 
@@ -157,7 +160,7 @@ def _alice_prefixes(packed: np.ndarray, n: int, mults: np.ndarray, offs: np.ndar
 
 # Threads only pay off on long keys: below this the pool's start-up costs more than it saves.
 PARALLEL_MIN_BITS = 1 << 19
-alice_prefixes_serial = njit(cache=True)(_alice_prefixes)
+alice_prefixes_serial = njit(cache=True, nogil=True)(_alice_prefixes)
 alice_prefixes_parallel = njit(cache=True, parallel=True)(_alice_prefixes)
 
 
@@ -168,7 +171,7 @@ def alice_prefixes(packed: np.ndarray, n: int, mults: np.ndarray, offs: np.ndarr
     return alice_prefixes_serial(packed, n, mults, offs)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def cascade_kernel(
     a: np.ndarray,
     b: np.ndarray,
