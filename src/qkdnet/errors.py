@@ -7,21 +7,21 @@ is wrong and what to do about it. Foreign errors are translated at the boundary 
 ::
 
     QkdnetError
-    ├── ParameterError (also ValueError)   a bad input value: names the field and the range
-    ├── ScenarioError                      a scenario or parameter file that does not validate
-    ├── RecordsError                       detection records malformed or not matching
-    ├── ProtocolAbort                           a QKD block aborted (QBER too high, too few counts, ...)
+    ├── ParameterError (also ValueError)  a bad input value: names the field and the range
+    ├── ScenarioError                     a scenario or parameter file that does not validate
+    ├── RecordsError                      detection records malformed or not matching
+    ├── ProtocolAbort                     a QKD block aborted (QBER too high, too few counts, ...)
     │   ├── QberTooHigh
     │   └── VerificationFailed
-    ├── AuthenticationError                     a classical message failed its MAC (deliberately opaque)
+    ├── AuthenticationError               a classical message failed its MAC (deliberately opaque)
     ├── KeyManagementError
-    │   ├── KeyExhausted                        a pool has too little key for the request
-    │   ├── KeyNotFound                         an unknown, expired or already consumed key ID
+    │   ├── KeyExhausted                  a pool has too little key for the request
+    │   ├── KeyNotFound                   an unknown, expired or already consumed key ID
     │   ├── KeyAlreadyConsumed
-    │   ├── Unauthorized                        an SAE asked for keys of a pair it is not part of
-    │   └── RelayError                          key relay could not complete
-    ├── RoutingError                            no allowed path (the reason says which constraint)
-    └── StoreError                              a key store's backend failed
+    │   ├── Unauthorized                  an SAE asked for keys of a pair it is not part of
+    │   └── RelayError                    key relay could not complete
+    ├── RoutingError                      no allowed path (the reason says which constraint)
+    └── StoreError                        a key store's backend failed
 """
 
 from __future__ import annotations
