@@ -112,7 +112,9 @@ class Transport(Protocol):
     RelayError (over the network).
     """
 
-    def send(self, message: KxMessage) -> KxMessage: ...
+    def send(self, message: KxMessage) -> KxMessage:
+        """Deliver ``message`` to its target node and return that node's answer."""
+        ...
 
 
 Handler = Callable[[KxMessage], KxMessage]
