@@ -110,7 +110,7 @@ def build_ira(
     return check_ptr, edge_var
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def syndrome(check_ptr: np.ndarray, edge_var: np.ndarray, x: np.ndarray) -> np.ndarray:
     """H x over GF(2) for a 0/1 vector x."""
     m = check_ptr.shape[0] - 1
@@ -198,7 +198,7 @@ def decode_min_sum(
     return x, ok, max_iter
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, nogil=True)
 def decode_sum_product(
     check_ptr: np.ndarray,
     edge_var: np.ndarray,

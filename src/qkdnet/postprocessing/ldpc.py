@@ -31,6 +31,8 @@ checks are concentrated (degrees differ by at most ~2). Built on first use and c
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -222,7 +224,11 @@ def reconcile_ldpc(
             corrected[starts[i] : starts[i] + k] = xhat[positions[i]]
         return bool(ok)
 
-    status = np.array([decode(i, code, syndromes[i]) for i in range(frames)], dtype=np.uint8)
+    # frames are independent: decode them on a thread pool (the decoder releases the GIL)
+    workers = max(1, min(frames, os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        done = list(pool.map(lambda i: decode(i, code, syndromes[i]), range(frames)))
+    status = np.array(done, dtype=np.uint8)
     transcript = [message1, bytes([_MSG_STATUS]) + int(frames).to_bytes(4, "little")]
     transcript.append(_pack(status))
     messages = 2
