@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from qkdnet.errors import KeyExhausted, KeyManagementError, KeyNotFound
+from qkdnet.errors import KeyExhausted, KeyManagementError, KeyNotFound, RelayError
 from qkdnet.keys import InProcessTransport, KeyManager, SimulatedClock, SQLiteKeyStore, link_pool
 from qkdnet.keys.device import Etsi014DeviceSource, pull_link_keys
 
@@ -189,3 +189,18 @@ def test_device_errors_are_specific(device: dict[str, Any]) -> None:
     assert device["fake"].left == 4096
     master.close()
     rogue.close()
+
+
+def test_device_key_ids_travel_over_kx(device: dict[str, Any], tmp_path: Path) -> None:
+    a, b = _kms(tmp_path)
+    a.attach_device("dev-link", _source(device, "km-B"))
+    b.attach_device("dev-link", _source(device, "km-A"))
+    ids = a.pull_device_keys("dev-link", 3, 512)
+    left = [(x.key_id, x.bits) for x in a.store.blocks(link_pool("dev-link"))]
+    right = [(x.key_id, x.bits) for x in b.store.blocks(link_pool("dev-link"))]
+    assert [k for k, _ in left] == ids and left == right
+    # If the other key manager cannot store them, this end stores nothing either.
+    a.transport.detach("B")  # type: ignore[attr-defined]
+    with pytest.raises(RelayError, match="key sync"):
+        a.pull_device_keys("dev-link", 1, 512)
+    assert [(x.key_id, x.bits) for x in a.store.blocks(link_pool("dev-link"))] == left

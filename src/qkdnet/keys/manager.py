@@ -26,6 +26,7 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from qkdnet.errors import (
     AuthenticationError,
@@ -185,6 +186,7 @@ class KeyManager:
         self.saes: set[str] = set()
         self.stats = RelayStats()
         self._lock = threading.Lock()
+        self.devices: dict[str, Any] = {}  # link_id -> Etsi014DeviceSource
 
     # -- configuration --------------------------------------------------------------------
     def add_link(self, link_id: str, peer_node_id: str) -> None:
@@ -230,6 +232,59 @@ class KeyManager:
     def link_key_bytes(self, link_id: str) -> int:
         """Unused link-key bytes of ``link_id`` at this end."""
         return self.store.available_bytes(link_pool(link_id))
+
+    # -- Kq-1 from a QKD device's ETSI 014 API ----------------------------------------------
+    def attach_device(self, link_id: str, source: Any) -> None:
+        """Take ``link_id``'s keys from a QKD device: ``source`` is this end's
+        :class:`qkdnet.keys.device.Etsi014DeviceSource` (anything with ``enc_keys`` and
+        ``dec_keys``)."""
+        if link_id not in self.links:
+            raise ParameterError("link_id", f"unknown link {link_id!r} at node {self.node_id!r}")
+        self.devices[link_id] = source
+
+    def pull_device_keys(self, link_id: str, number: int, size_bits: int) -> list[uuid.UUID]:
+        """One Kq-1 round on a device link, from this (master) end: ``enc_keys`` from the
+        device, a KEY_SYNC message with the key IDs to the key manager at the other end,
+        which fetches the same keys with ``dec_keys`` and stores them; then this end stores
+        them. Returns the IDs, stored at both ends when this returns.
+
+        The KEY_SYNC message carries IDs only (no secret); its integrity rests on the
+        transport (mutual TLS between live nodes), not on link key. If the peer fails, this
+        end stores nothing (the device's keys are lost, the link stays in step).
+        """
+        source = self.devices.get(link_id)
+        if source is None:
+            raise ParameterError("link_id", f"no QKD device attached to link {link_id!r}")
+        blocks = source.enc_keys(number, size_bits)
+        msg = KxMessage(
+            MessageKind.KEY_SYNC, self.node_id, self.links[link_id], link_id,
+            {"key_ids": [str(b.key_id) for b in blocks]},
+        )
+        try:
+            resp = self.transport.send(msg)
+        except QkdnetError as exc:
+            raise RelayError(f"key sync on link {link_id!r} failed: {exc}") from exc
+        if resp.kind is not MessageKind.KEY_SYNC_DONE or resp.body.get("stored") != len(blocks):
+            raise RelayError(f"key sync on link {link_id!r}: the peer did not store the keys")
+        self.store.put(link_pool(link_id), blocks)
+        return [b.key_id for b in blocks]
+
+    def _handle_key_sync(self, message: KxMessage) -> KxMessage:
+        source = self.devices.get(message.link_id)
+        if source is None:
+            raise RelayError(f"no QKD device attached to link {message.link_id!r}")
+        try:
+            ids = [uuid.UUID(str(k)) for k in message.body["key_ids"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RelayError(f"malformed key sync message: {exc}") from exc
+        blocks = source.dec_keys(ids)
+        if [b.key_id for b in blocks] != ids:
+            raise RelayError("the device answered dec_keys with other key IDs")
+        self.store.put(link_pool(message.link_id), blocks)
+        return KxMessage(
+            MessageKind.KEY_SYNC_DONE, self.node_id, message.source_node, message.link_id,
+            {"stored": len(blocks)},
+        )
 
     # -- paths -----------------------------------------------------------------------------
     def paths_to(self, destination: str, policy: RelayPolicy) -> list[list[str]]:
@@ -627,6 +682,8 @@ class KeyManager:
             raise AuthenticationError()
         if message.kind is MessageKind.PROBE:
             return self._handle_probe(message)
+        if message.kind is MessageKind.KEY_SYNC:
+            return self._handle_key_sync(message)
         if message.kind is MessageKind.RELAY:
             return self._handle_relay(message)
         raise RelayError(f"unexpected Kx message kind {message.kind.value!r}")

@@ -19,13 +19,16 @@ from qkdnet.errors import ParameterError, RelayError
 
 
 class MessageKind(StrEnum):
-    """Kx message kinds, after Y.3803: key relay, relay completion, and a free path probe."""
+    """Kx message kinds, after Y.3803: key relay, relay completion, a free path probe, and
+    key-ID synchronisation for links whose keys come from a device's ETSI 014 API."""
 
     RELAY = "relay"
     RELAY_COMPLETE = "relay_complete"
     RELAY_FAILED = "relay_failed"
     PROBE = "probe"
     PROBE_RESULT = "probe_result"
+    KEY_SYNC = "key_sync"
+    KEY_SYNC_DONE = "key_sync_done"
 
 
 @dataclass(frozen=True)
