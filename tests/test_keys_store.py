@@ -46,6 +46,23 @@ def test_put_conflicting_bits_stores_nothing(store_factory: Factory) -> None:
     assert store.count("p") == 1  # the two good blocks of the failed batch are not there
 
 
+def test_put_batch_is_all_or_nothing(store_factory: Factory) -> None:
+    store = store_factory("A")
+    old = blocks(1)[0]
+    store.put("p", [old])
+    store.reserve_ids("p", [old.key_id], holder="h", until=1.0, now=0.0)
+    store.consume("p", [old.key_id], holder="h")
+    fresh = blocks(450)  # more than one chunk of the set-wise queries
+    with pytest.raises(KeyAlreadyConsumed):
+        store.put("p", [*fresh, old])
+    twin = KeyBlock(fresh[0].key_id, os.urandom(32), "L", 0.0)
+    with pytest.raises(ParameterError, match="twice"):
+        store.put("p", [fresh[0], twin])
+    assert store.count("p") == 0
+    assert store.put("p", fresh + fresh[:3]) == 450  # a repeated identical block is one
+    assert store.put("p", fresh) == 0
+
+
 def test_reserve_consume_erases_and_never_again(store_factory: Factory) -> None:
     store = store_factory("A")
     bs = blocks(3)
