@@ -31,6 +31,23 @@ def _pair(n: int, qber: float, seed: int) -> tuple[np.ndarray, np.ndarray, float
     return a, a ^ e, float(e.mean()) if n else 0.0
 
 
+def _fisher_yates(seed: int, n: int) -> np.ndarray:
+    """Pure-Python reference of the documented shuffle: splitmix64 from ``seed`` drives a
+    Fisher-Yates pass from the top, ``j = r mod (i + 1)``."""
+    mask = (1 << 64) - 1
+    state = seed
+    perm = list(range(n))
+    for i in range(n - 1, 0, -1):
+        state = (state + 0x9E3779B97F4A7C15) & mask
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        z ^= z >> 31
+        j = z % (i + 1)
+        perm[i], perm[j] = perm[j], perm[i]
+    return np.array(perm, dtype=np.int64)
+
+
 def _replay(alice, bob, qber, variant, transcript):
     """Bob's corrections and the leak, rebuilt from the transcript alone (plus Alice's key to
     check that each disclosed parity is the true one). Handles keys sent in frames."""
@@ -52,7 +69,10 @@ def _replay(alice, bob, qber, variant, transcript):
             i += 1
             if m.kind == "parities":
                 mult, off, bits = m.payload
-                perm = (mult * np.arange(n, dtype=np.int64) + off) % n
+                if mult == 0:  # explicit shuffle: Fisher-Yates from the announced seed
+                    perm = _fisher_yates(off, n)
+                else:
+                    perm = (mult * np.arange(n, dtype=np.int64) + off) % n
                 assert np.unique(perm).size == n, "announced shuffle is not a permutation"
                 perms[m.pass_index] = perm
                 k = int(sizes[m.pass_index])

@@ -135,27 +135,62 @@ def _pos(j: int, n: int, off: int, inv: int, ninv: float) -> int:
     return r
 
 
-def _alice_prefixes(packed: np.ndarray, n: int, mults: np.ndarray, offs: np.ndarray) -> np.ndarray:
+def _alice_prefixes(
+    packed: np.ndarray, n: int, mults: np.ndarray, offs: np.ndarray, ptab: np.ndarray
+) -> np.ndarray:
     """Prefix XOR of Alice's key in the order of every pass, ``(passes, n + 1)`` uint8.
 
-    Alice's key never changes, so all passes are computed up front, one pass per thread
-    in the parallel build. ``packed`` is the key packed LSB first (``np.packbits(...,
-    bitorder="little")``): at n/8 bytes it stays in cache while the shuffle jumps around.
+    Passes ``p < len(ptab)`` use the explicit permutation ``ptab[p]``, the others the
+    affine one. Alice's key never changes, so all passes are computed up front, one pass
+    per thread in the parallel build. ``packed`` is the key packed LSB first
+    (``np.packbits(..., bitorder="little")``): at n/8 bytes it stays in cache.
     """
     npass = mults.shape[0]
+    nexp = ptab.shape[0]
     apre = np.empty((npass, n + 1), dtype=np.uint8)
     for p in prange(npass):
-        mult = mults[p]
-        j = offs[p]
         acc = np.uint8(0)
         apre[p, 0] = 0
-        for t in range(n):
-            acc ^= (packed[j >> 3] >> (j & 7)) & np.uint8(1)
-            apre[p, t + 1] = acc
-            j += mult
-            if j >= n:
-                j -= n
+        if p < nexp:
+            for t in range(n):
+                j = ptab[p, t]
+                acc ^= (packed[j >> 3] >> (j & 7)) & np.uint8(1)
+                apre[p, t + 1] = acc
+        else:
+            mult = mults[p]
+            j = offs[p]
+            for t in range(n):
+                acc ^= (packed[j >> 3] >> (j & 7)) & np.uint8(1)
+                apre[p, t + 1] = acc
+                j += mult
+                if j >= n:
+                    j -= n
     return apre
+
+
+@njit(cache=True, nogil=True)
+def random_permutation(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fisher–Yates shuffle of 0..n-1 driven by splitmix64 from ``seed``; returns the
+    permutation (pass position -> key index) and its inverse, int32.
+
+    ``j = r mod (i + 1)`` with a 64-bit ``r``: the modulo bias is below n / 2^64.
+    """
+    perm = np.arange(n).astype(np.int32)
+    state = np.uint64(seed)
+    for i in range(n - 1, 0, -1):
+        state = state + np.uint64(0x9E3779B97F4A7C15)
+        z = state
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+        j = np.int64(z % np.uint64(i + 1))
+        tmp = perm[i]
+        perm[i] = perm[j]
+        perm[j] = tmp
+    inv = np.empty(n, dtype=np.int32)
+    for t in range(n):
+        inv[perm[t]] = t
+    return perm, inv
 
 
 # Threads only pay off on long keys: below this the pool's start-up costs more than it saves.
@@ -164,11 +199,13 @@ alice_prefixes_serial = njit(cache=True, nogil=True)(_alice_prefixes)
 alice_prefixes_parallel = njit(cache=True, parallel=True)(_alice_prefixes)
 
 
-def alice_prefixes(packed: np.ndarray, n: int, mults: np.ndarray, offs: np.ndarray) -> np.ndarray:
+def alice_prefixes(
+    packed: np.ndarray, n: int, mults: np.ndarray, offs: np.ndarray, ptab: np.ndarray
+) -> np.ndarray:
     """Dispatch to the serial or the parallel build by key length (see ``_alice_prefixes``)."""
     if n >= PARALLEL_MIN_BITS:
-        return alice_prefixes_parallel(packed, n, mults, offs)
-    return alice_prefixes_serial(packed, n, mults, offs)
+        return alice_prefixes_parallel(packed, n, mults, offs, ptab)
+    return alice_prefixes_serial(packed, n, mults, offs, ptab)
 
 
 @njit(cache=True, nogil=True)
@@ -176,6 +213,8 @@ def cascade_kernel(
     a: np.ndarray,
     b: np.ndarray,
     apre: np.ndarray,
+    ptab: np.ndarray,
+    itab: np.ndarray,
     errs0: np.ndarray,
     ks: np.ndarray,
     mults: np.ndarray,
@@ -186,7 +225,9 @@ def cascade_kernel(
 ) -> tuple[np.ndarray, int, np.ndarray, int, int]:
     """Run Cascade in place on ``b``; return (b, leaked bits, transcript, length, messages).
 
-    ``apre`` comes from :func:`alice_prefixes`; ``errs0`` lists the positions where the
+    ``apre`` comes from :func:`alice_prefixes`; passes ``p < len(ptab)`` are shuffled by
+    the explicit permutation ``ptab[p]`` (inverse ``itab[p]``), the others by the affine
+    map of ``mults``/``offs``/``invs``; ``errs0`` lists the positions where the
     keys differ (the simulation's knowledge, used only to drive Bob's side sparsely).
     """
     n = a.shape[0]
@@ -218,6 +259,7 @@ def cascade_kernel(
     nerr = errs.shape[0]
 
     ninv = 1.0 / n
+    nexp = ptab.shape[0]
     buf = np.empty(1024, dtype=np.uint8)
     pos = 0
     leak = 0
@@ -257,7 +299,7 @@ def cascade_kernel(
                 w += 1
         nerr = w
         for i in range(nerr):
-            t = _pos(errs[i], n, off, inv, ninv)
+            t = int(itab[p, errs[i]]) if p < nexp else _pos(errs[i], n, off, inv, ninv)
             blockerr[p, t // k] ^= 1
             _fen_update(fen, p, n, t)
         for blk in range(nb):
@@ -332,10 +374,10 @@ def cascade_kernel(
                 if d > maxd:
                     maxd = d
                 # Bob flips the bit; every pass so far sees one block change parity
-                jflip = (mq * lo + oq) % n
+                jflip = int(ptab[q, lo]) if q < nexp else (mq * lo + oq) % n
                 b[jflip] ^= 1
                 for r in range(p + 1):
-                    tr = _pos(jflip, n, offs[r], invs[r], ninv)
+                    tr = int(itab[r, jflip]) if r < nexp else _pos(jflip, n, offs[r], invs[r], ninv)
                     br = tr // ks[r]
                     blockerr[r, br] ^= 1
                     _fen_update(fen, r, n, tr)
