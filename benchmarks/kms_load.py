@@ -198,7 +198,7 @@ def _ctx(creds: dict[str, str]) -> ssl.SSLContext:
 
 
 def start_qkdnet(
-    workdir: Path, store: str | None = None
+    workdir: Path, store: str | None = None, sqlite_sync: str = "FULL"
 ) -> tuple[list[subprocess.Popen[bytes]], dict[str, dict[str, str]]]:
     """Two live nodes A — B; returns the processes and each SAE's credentials."""
     sys.path.insert(0, str(ROOT / "src"))
@@ -207,7 +207,7 @@ def start_qkdnet(
 
     scenario = workdir / "s.yaml"
     scenario.write_text(SCENARIO.format(pa=free_port(), pb=free_port()))
-    plan = prepare(scenario, workdir / "out", store, None, 0)
+    plan = prepare(scenario, workdir / "out", store, None, 0, sqlite_sync=sqlite_sync)
     procs = [subprocess.Popen([sys.executable, "-m", "qkdnet.api.node", str(cfg)])
              for cfg in plan["nodes"].values()]
     for proc, url in zip(procs, plan["urls"].values(), strict=True):
@@ -273,9 +273,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-seconds", type=float, default=8.0, help="per run")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 64])
-    parser.add_argument("--stores", nargs="+", choices=("disk", "tmpfs"),
-                        default=["disk", "tmpfs"],
-                        help="SQLite on disk (fsync per commit) and/or on /dev/shm")
+    parser.add_argument("--stores", nargs="+", choices=("disk", "disk-normal", "tmpfs"),
+                        default=["disk", "disk-normal", "tmpfs"],
+                        help="SQLite on disk (synchronous=FULL: fsync per commit), on disk "
+                        "with synchronous=NORMAL (fsync at checkpoints), on /dev/shm")
     parser.add_argument("--peer", action="store_true",
                         help="also load the CreepPork/next-door-key-simulator peer (.peers/)")
     args = parser.parse_args(argv)
@@ -286,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"qkdnet KME, HTTPS (TLS 1.3, mutual) on 127.0.0.1, {os.cpu_count()} cores "
           f"(load average {os.getloadavg()[0]:.1f} at start); "
           f"median of {repeats} run(s), <= {max_pairs} pairs or {max_s:.0f} s each")
-    print(f"{'store':<7}{'placement':<10}{'clients':>8}{'pairs/s':>10}{'p50 ms':>9}"
+    print(f"{'store':<12}{'placement':<10}{'clients':>8}{'pairs/s':>10}{'p50 ms':>9}"
           f"{'p99 ms':>9}{'errors':>8}{'srv CPU ms/pair':>17}")
     for store_kind in args.stores:
         workdir = Path(tempfile.mkdtemp(prefix="kms-load-"))
@@ -294,7 +295,9 @@ def main(argv: list[str] | None = None) -> int:
         store = f"sqlite:///{shm}/{{node}}.db" if store_kind == "tmpfs" else None
         procs: list[subprocess.Popen[bytes]] = []
         try:
-            procs, creds = start_qkdnet(workdir, store)
+            procs, creds = start_qkdnet(
+                workdir, store, "NORMAL" if store_kind == "disk-normal" else "FULL"
+            )
             a1, a2, b1 = (_endpoint(creds[s]) for s in ("sae-a1", "sae-a2", "sae-b1"))
             for placement, (m, s, mid, sid) in {
                 "local": (a1, a2, "sae-a1", "sae-a2"),
@@ -304,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
                     r = measure(m, s, mid, sid, clients, max_pairs, max_s, repeats,
                                 [p.pid for p in procs])
                     results[(store_kind, placement, clients)] = r
-                    print(f"{store_kind:<7}{placement:<10}{clients:>8}{r['pairs_per_s']:>10.0f}"
+                    print(f"{store_kind:<12}{placement:<10}{clients:>8}{r['pairs_per_s']:>10.0f}"
                           f"{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['errors']:>8.0f}"
                           f"{r['cpu_ms']:>17.2f}", flush=True)
         finally:
@@ -330,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
                         ("tmpfs", "link", clients))
                     ratio = (f"{ours['pairs_per_s'] / r['pairs_per_s']:.1f}"
                              if ours and r["pairs_per_s"] >= 0.5 else "n/a")
-                    print(f"{'peer':<7}{'link':<10}{clients:>8}{r['pairs_per_s']:>10.1f}"
+                    print(f"{'peer':<12}{'link':<10}{clients:>8}{r['pairs_per_s']:>10.1f}"
                           f"{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['errors']:>8.0f}"
                           f"{r['cpu_ms']:>17.2f}"
                           f"   qkdnet/peer (link, {args.stores[0]}) = {ratio}"

@@ -64,7 +64,7 @@ def _routes(graph: nx.Graph, trusted: set[str], source: str) -> dict[str, list[l
 
 def prepare(
     scenario_path: Path, out_dir: Path, store: str | None, host: str | None, base_port: int,
-    rate_scale: float = 1.0,
+    rate_scale: float = 1.0, sqlite_sync: str = "FULL",
 ) -> dict[str, Any]:
     """Write the PKI, one private config per node and one credentials file per SAE.
 
@@ -82,6 +82,9 @@ def prepare(
     scenario = load_scenario(scenario_path)
     if rate_scale <= 0:
         raise ParameterError("rate_scale", f"must be > 0, got {rate_scale}")
+    sqlite_sync = sqlite_sync.upper()
+    if sqlite_sync not in ("FULL", "NORMAL"):
+        raise ParameterError("sqlite_sync", f"must be FULL or NORMAL, got {sqlite_sync!r}")
     out_dir.mkdir(parents=True, exist_ok=True)
     urls: dict[str, str] = {}
     hosts: dict[str, str] = {}
@@ -134,6 +137,7 @@ def prepare(
             "local_saes": [s for s, n in sae_nodes.items() if n == nid],
             "links": node_links,
             "routes": _routes(graph, trusted, nid),
+            "sqlite_sync": sqlite_sync,
         }
         configs[nid] = out_dir / "nodes" / f"{nid}.json"
         _write_private(configs[nid], config)
@@ -175,6 +179,9 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind every node to this host.")] = None,
     base_port: Annotated[int, typer.Option(help="First port; node i gets base+i.")] = 8443,
     rate_scale: Annotated[float, typer.Option(help="Multiply every link's key rate.")] = 1.0,
+    sqlite_sync: Annotated[str, typer.Option(
+        help="SQLite durability: FULL (a commit survives power loss) or NORMAL (survives a "
+        "crash of the node; fsync only at checkpoints, much faster on slow disks).")] = "FULL",
     duration: Annotated[
         float | None, typer.Option(help="Stop after this many seconds (default: Ctrl-C).")
     ] = None,
@@ -185,7 +192,7 @@ def serve(
         from qkdnet.scenario import load_scenario
 
         out = Path(f"serve-{load_scenario(scenario).name}")
-    plan = prepare(scenario, out, store, host, base_port, rate_scale)
+    plan = prepare(scenario, out, store, host, base_port, rate_scale, sqlite_sync)
     procs: dict[str, subprocess.Popen[bytes]] = {}
     stopping = False
 

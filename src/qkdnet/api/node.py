@@ -56,16 +56,18 @@ def table_prefix(node_id: str) -> str:
     return f"n{slug}_{digest}_"
 
 
-def open_store(url: str, prefix: str = "") -> Any:
+def open_store(url: str, prefix: str = "", sqlite_sync: str = "FULL") -> Any:
     """A key store from ``sqlite:///path`` (or a bare path) or PostgreSQL (a
     ``postgresql://`` URL or a ``host=... dbname=...`` DSN); nodes sharing one PostgreSQL
-    database keep apart by table ``prefix``."""
+    database keep apart by table ``prefix``. ``sqlite_sync``: SQLite's ``synchronous``
+    (FULL: a commit survives power loss; NORMAL: survives a process crash, fsyncs only at
+    WAL checkpoints)."""
     from qkdnet import keys
 
     if is_postgres(url):
         return keys.PostgresKeyStore(url, schema_prefix=prefix)
     path = url.removeprefix("sqlite:///").removeprefix("sqlite://")
-    return keys.SQLiteKeyStore(path)
+    return keys.SQLiteKeyStore(path, synchronous=sqlite_sync)
 
 
 def static_router(
@@ -96,7 +98,9 @@ class LiveNode:
         self.node_id = node_id
         state_dir = Path(config["state_dir"])
         state_dir.mkdir(parents=True, exist_ok=True)
-        self.store = open_store(str(config["store"]), table_prefix(node_id))
+        self.store = open_store(
+            str(config["store"]), table_prefix(node_id), str(config.get("sqlite_sync", "FULL"))
+        )
         self.transport = HttpsTransport(
             node_id, config["node_urls"], config["cert"], config["key"], config["ca"]
         )
