@@ -388,49 +388,70 @@ class _SqlKeyStore:
         _check_pool(pool)
         if len(set(key_ids)) != len(key_ids):
             raise ParameterError("key_ids", "the same key ID is listed twice")
-        out = []
+        ids = [str(k) for k in key_ids]
         with self._tx(pool) as cur:
-            for key_id in key_ids:
-                kid = str(key_id)
-                self._exec(
-                    cur,
-                    f"SELECT {_COLS}, holder, reserved_until FROM qk_keys "
-                    "WHERE pool = ? AND key_id = ?",
-                    (pool, kid),
-                )
-                row = cur.fetchone()
+            rows = self._rows_by_id(cur, pool, ids, f"{_COLS}, holder, reserved_until")
+            for kid in ids:
+                row = rows.get(kid)
                 if row is None:
                     raise self._missing(cur, pool, kid)
                 if row[6] is not None and row[6] != holder and row[7] > now:
                     raise KeyNotFound(f"key {kid} is reserved by another request")
-                self._exec(
-                    cur,
+            cur.executemany(
+                self._q(
                     "UPDATE qk_keys SET holder = ?, reserved_until = ? "
-                    "WHERE pool = ? AND key_id = ?",
-                    (holder, until, pool, kid),
-                )
-                out.append(_block(row[:6]))
-        return out
+                    "WHERE pool = ? AND key_id = ?"
+                ),
+                [(holder, until, pool, kid) for kid in ids],
+            )
+            return [_block(rows[kid][:6]) for kid in ids]
+
+    def _rows_by_id(
+        self, cur: Any, pool: str, ids: Sequence[str], cols: str
+    ) -> dict[str, Sequence[Any]]:
+        """Rows of ``ids`` in ``pool`` keyed by ID (first column must be key_id)."""
+        rows: dict[str, Sequence[Any]] = {}
+        for i in range(0, len(ids), 400):
+            chunk = ids[i : i + 400]
+            marks = ", ".join("?" * len(chunk))
+            self._exec(
+                cur,
+                f"SELECT {cols} FROM qk_keys WHERE pool = ? AND key_id IN ({marks})",
+                (pool, *chunk),
+            )
+            rows.update((r[0], r) for r in cur.fetchall())
+        return rows
+
+    def _erase_many(self, cur: Any, pool: str, items: Sequence[tuple[str, int]]) -> None:
+        # Overwrite, then delete, then tombstone — set-wise (see _erase).
+        cur.executemany(
+            self._q("UPDATE qk_keys SET bits = ? WHERE pool = ? AND key_id = ?"),
+            [(bytes(length), pool, kid) for kid, length in items],
+        )
+        cur.executemany(
+            self._q("DELETE FROM qk_keys WHERE pool = ? AND key_id = ?"),
+            [(pool, kid) for kid, _ in items],
+        )
+        cur.executemany(
+            self._q("INSERT INTO qk_consumed (pool, key_id) VALUES (?, ?)"),
+            [(pool, kid) for kid, _ in items],
+        )
 
     def consume(self, pool: str, key_ids: Sequence[uuid.UUID], *, holder: str) -> None:
         """Erase reserved blocks for good (overwrite, delete, tombstone); all or nothing.
 
         Every ID must be reserved by ``holder`` (KeyNotFound / KeyAlreadyConsumed otherwise).
         """
+        ids = list(dict.fromkeys(str(k) for k in key_ids))
         with self._tx(pool) as cur:
-            for key_id in key_ids:
-                kid = str(key_id)
-                self._exec(
-                    cur,
-                    "SELECT holder, LENGTH(bits) FROM qk_keys WHERE pool = ? AND key_id = ?",
-                    (pool, kid),
-                )
-                row = cur.fetchone()
+            rows = self._rows_by_id(cur, pool, ids, "key_id, holder, LENGTH(bits)")
+            for kid in ids:
+                row = rows.get(kid)
                 if row is None:
                     raise self._missing(cur, pool, kid)
-                if row[0] != holder:
+                if row[1] != holder:
                     raise KeyNotFound(f"key {kid} is not reserved by {holder!r}")
-                self._erase(cur, pool, kid, int(row[1]))
+            self._erase_many(cur, pool, [(kid, int(rows[kid][2])) for kid in ids])
 
     def release(self, pool: str, key_ids: Sequence[uuid.UUID], *, holder: str) -> None:
         """Give reserved blocks back to the pool (those not held by ``holder`` are left alone)."""
