@@ -170,3 +170,12 @@ def test_pipeline_mode_measures_a_finite_key_rate_below_the_asymptotic_one() -> 
     assert 0 < rate < asymptotic
     # The QBER measured on the test bits is near the 0.5 % misalignment of the link.
     assert 0.003 < qber < 0.008
+
+
+def test_vectorised_link_rates_match_one_by_one() -> None:
+    from qkdnet.simulation.rates import link_rate_and_qber, link_rates
+
+    s = load_scenario(SCENARIOS / "japan-backbone.yaml")
+    rates, qbers = link_rates(s.links)
+    for i in (0, 7, 40, len(s.links) - 1):
+        assert (rates[i], qbers[i]) == pytest.approx(link_rate_and_qber(s.links[i]))

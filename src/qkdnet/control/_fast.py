@@ -10,7 +10,6 @@ controller rebuilds this snapshot only when the topology's state changes.
 
 from __future__ import annotations
 
-import networkx as nx
 import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components, dijkstra
@@ -20,20 +19,20 @@ _HOP_EPS = 1e-6
 
 
 class ServiceGraph:
-    """A snapshot of the key-management graph for fast shortest paths."""
+    """A snapshot of the key-management graph for fast shortest paths, from arrays: node
+    names and index, edge end indices ``u``, ``v``, lengths (km), in-service flags, and
+    the nodes' up and trusted flags."""
 
-    def __init__(self, km: nx.Graph) -> None:
-        self.names: list[str] = list(km.nodes)
-        self.index = {n: i for i, n in enumerate(self.names)}
-        n = len(self.names)
-        up = np.array([bool(km.nodes[v].get("up", True)) for v in self.names])
-        trusted = np.array([bool(km.nodes[v].get("trusted", True)) for v in self.names])
+    def __init__(self, names: list[str], index: dict[str, int], u: np.ndarray, v: np.ndarray,
+                 length_km: np.ndarray, in_service: np.ndarray, up: np.ndarray,
+                 trusted: np.ndarray) -> None:
+        self.names = names
+        self.index = index
+        n = len(names)
         self.relay_ok = up & trusted
-        edges = list(km.edges(data=True))
-        u = np.array([self.index[a] for a, _, _ in edges], dtype=np.int64)
-        v = np.array([self.index[b] for _, b, _ in edges], dtype=np.int64)
-        length = np.array([float(d.get("length_km", 1.0)) + _HOP_EPS for _, _, d in edges])
-        service = np.array([bool(d.get("in_service", True)) for _, _, d in edges], dtype=bool)
+        length = length_km + _HOP_EPS
+        service = in_service
+        edges = u
         self.labels_physical = self._labels(n, u, v, np.ones(len(edges), dtype=bool))
         ok1 = service & up[u] & up[v] if len(edges) else service
         self.labels_service = self._labels(n, u, v, ok1)
@@ -70,8 +69,9 @@ class ServiceGraph:
     def shortest(self, source: str, target: str) -> list[str] | None:
         """The shortest path (fibre length) through trusted nodes in service, or None."""
         i, j = self.index[source], self.index[target]
-        dist, pred = dijkstra(self.matrix, directed=False, indices=i,
-                              return_predecessors=True)
+        # The matrix holds both directions already: directed=True spares SciPy a
+        # symmetrising copy of the whole graph on every call.
+        dist, pred = dijkstra(self.matrix, directed=True, indices=i, return_predecessors=True)
         if not np.isfinite(dist[j]):
             return None
         path = [j]

@@ -60,6 +60,36 @@ class Tenant:
         return RoutePolicy(via_nodes=self.allowed_nodes)
 
 
+class _PathIndex:
+    """Which routes cross each node pair and each node (so an event touches only those)."""
+
+    def __init__(self) -> None:
+        self.by_pair: dict[frozenset[str], set[str]] = {}
+        self.by_node: dict[str, set[str]] = {}
+
+    def add(self, route_id: str, paths: list[list[str]]) -> None:
+        for path in paths:
+            for node in path:
+                self.by_node.setdefault(node, set()).add(route_id)
+            for pair in path_links(path):
+                self.by_pair.setdefault(pair, set()).add(route_id)
+
+    def remove(self, route_id: str, paths: list[list[str]]) -> None:
+        for path in paths:
+            for node in path:
+                self.by_node.get(node, set()).discard(route_id)
+            for pair in path_links(path):
+                self.by_pair.get(pair, set()).discard(route_id)
+
+    def hits(self, pairs: set[frozenset[str]], nodes: set[str]) -> set[str]:
+        found: set[str] = set()
+        for pair in pairs:
+            found |= self.by_pair.get(pair, set())
+        for node in nodes:
+            found |= self.by_node.get(node, set())
+        return found
+
+
 class Controller:
     """The network's view and its routing decisions.
 
@@ -91,9 +121,15 @@ class Controller:
         self._pool_low = np.zeros(0, dtype=bool)
         self._fast: ServiceGraph | None = None
         self._preferred: dict[str, list[list[str]]] = {}
+        self._current = _PathIndex()
+        self._pref_index = _PathIndex()
+        self._failed: set[str] = set()
         self._pair_of_link: list[int] = []
         self._pairs: dict[frozenset[str], int] = {}
         self._pair_data: list[dict[str, Any]] = []
+        self._pair_ends: list[tuple[str, str]] = []
+        self._topology_arrays: tuple[list[str], dict[str, int], np.ndarray, np.ndarray] | None = (
+            None)
 
     # ------------------------------------------------------------------ topology
 
@@ -114,6 +150,7 @@ class Controller:
         self.graph.add_node(qkdn_id)
         self.km.add_node(qkdn_id, up=True, trusted=trusted, security_level=security_level)
         self._fast = None
+        self._topology_arrays = None
         return node
 
     def set_node_trusted(
@@ -166,9 +203,29 @@ class Controller:
         if pair not in self._pairs:
             self._pairs[pair] = len(self._pair_data)
             self._pair_data.append(self.km.edges[a, b])
+            self._pair_ends.append((a, b))
+            self._topology_arrays = None
         self._pair_of_link.append(self._pairs[pair])
         self._fast = None
         return link
+
+    def _service_graph(self) -> ServiceGraph:
+        """The compiled snapshot for fast paths, rebuilt after state changes (O(edges) in
+        NumPy; the fixed topology arrays are built once)."""
+        if self._fast is None:
+            if self._topology_arrays is None:
+                names = list(self.km.nodes)
+                index = {n: i for i, n in enumerate(names)}
+                u = np.array([index[a] for a, _ in self._pair_ends], dtype=np.int64)
+                v = np.array([index[b] for _, b in self._pair_ends], dtype=np.int64)
+                self._topology_arrays = (names, index, u, v)
+            names, index, u, v = self._topology_arrays
+            length = np.array([d["length_km"] for d in self._pair_data], dtype=np.float64)
+            service = np.array([d["in_service"] for d in self._pair_data], dtype=bool)
+            up = np.array([self.nodes[n].up for n in names], dtype=bool)
+            trusted = np.array([self.nodes[n].trusted for n in names], dtype=bool)
+            self._fast = ServiceGraph(names, index, u, v, length, service, up, trusted)
+        return self._fast
 
     def link_ids(self) -> list[str]:
         """Link ids in the order they were added (the order of bulk arrays)."""
@@ -206,9 +263,7 @@ class Controller:
         if source in self.km and target in self.km and source != target and all(
             self.km.nodes[n].get("up", True) for n in (source, target)
         ):
-            if self._fast is None:
-                self._fast = ServiceGraph(self.km)
-            fast = self._fast
+            fast = self._service_graph()
             stage = fast.connected_stage(source, target)
             if stage == 2 and not fast.handles(source, target):
                 stage = -1  # an untrusted end point: its own edges are allowed, search
@@ -248,27 +303,43 @@ class Controller:
             if tenant not in self.tenants:
                 raise ParameterError("tenant", f"unknown tenant {tenant!r}")
             pol = pol.merged(self.tenants[tenant].policy())
+        self.close_route(route_id)
         route = Route(route_id, source, target, pol, tenant=tenant)
         try:
             route.paths = self.paths(source, target, pol)
         except RoutingError as exc:
             route.failure = str(exc)
+            self._failed.add(route_id)
+        self._current.add(route_id, route.paths)
         self.routes[route_id] = route
         return route
 
     def close_route(self, route_id: str) -> None:
         """Forget a route."""
-        self.routes.pop(route_id, None)
+        route = self.routes.pop(route_id, None)
+        if route is not None:
+            self._current.remove(route_id, route.paths)
         self._displaced.discard(route_id)
+        self._failed.discard(route_id)
+        self._forget_preferred(route_id)
+
+    def _forget_preferred(self, route_id: str) -> None:
+        preferred = self._preferred.pop(route_id, None)
+        if preferred:
+            self._pref_index.remove(route_id, preferred)
 
     def _recompute(self, route: Route, time_s: float, reason: str) -> RouteChange | None:
         old = tuple(tuple(p) for p in route.paths)
+        self._current.remove(route.route_id, route.paths)
         try:
             route.paths = self.paths(route.source, route.target, route.policy)
             route.failure = None
+            self._failed.discard(route.route_id)
         except RoutingError as exc:
             route.paths = []
             route.failure = str(exc)
+            self._failed.add(route.route_id)
+        self._current.add(route.route_id, route.paths)
         new = tuple(tuple(p) for p in route.paths)
         if new == old:
             return None
@@ -284,16 +355,16 @@ class Controller:
     def _reroute_affected(self, time_s: float, pairs: set[frozenset[str]], nodes: set[str],
                           reason: str) -> list[RouteChange]:
         changes = []
-        for route in self.routes.values():
-            hit = bool(route.links_used() & pairs) or bool(route.nodes_used() & nodes)
-            if hit:
-                before = [list(p) for p in route.paths]
-                change = self._recompute(route, time_s, reason)
-                if change is not None:
-                    changes.append(change)
-                    if route.route_id not in self._displaced:
-                        self._preferred[route.route_id] = before
-                    self._displaced.add(route.route_id)
+        for route_id in sorted(self._current.hits(pairs, nodes)):
+            route = self.routes[route_id]
+            before = [list(p) for p in route.paths]
+            change = self._recompute(route, time_s, reason)
+            if change is not None:
+                changes.append(change)
+                if route_id not in self._displaced:
+                    self._preferred[route_id] = before
+                    self._pref_index.add(route_id, before)
+                self._displaced.add(route_id)
         changes.extend(self._readmit_reservations(time_s, pairs, nodes, reason))
         return changes
 
@@ -303,12 +374,7 @@ class Controller:
         whose preferred path (the one before their first displacement) crosses the
         repaired element. Other displaced routes wait for a repair on their own path."""
         changes = []
-        retry = {r for r, x in self.routes.items() if not x.paths}
-        for route_id in self._displaced:
-            preferred = self._preferred.get(route_id, [])
-            crossed = {frozenset(pr) for p in preferred for pr in zip(p, p[1:], strict=False)}
-            if crossed & pairs or {n for p in preferred for n in p} & nodes:
-                retry.add(route_id)
+        retry = set(self._failed) | self._pref_index.hits(pairs, nodes)
         for route_id in sorted(retry):
             route = self.routes.get(route_id)
             if route is None:
@@ -320,7 +386,7 @@ class Controller:
                 self._preferred.setdefault(route_id, [])
             if route.paths and route.paths == self._preferred.get(route_id):
                 self._displaced.discard(route_id)
-                self._preferred.pop(route_id, None)
+                self._forget_preferred(route_id)
         self._retry_unmet(time_s)
         return changes
 

@@ -265,8 +265,9 @@ def simulate(
 
     # Routes: one per application, kept and rerouted by the controller.
     app_nodes = []
+    sae_node = {sae.id: sae.node for sae in scenario.saes}
     for app in scenario.applications:
-        src, dst = scenario.sae(app.master).node, scenario.sae(app.slave).node
+        src, dst = sae_node[app.master], sae_node[app.slave]
         app_nodes.append((src, dst))
         if src != dst:
             ctl.open_route(app.id, src, dst, app_policy(app), tenant=app.tenant)
@@ -315,32 +316,41 @@ def simulate(
     paths_log: dict[str, list[tuple[float, list[list[str]]]]] = {
         a.id: [] for a in scenario.applications}
 
-    def current_routes() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        routes: list[list[list[str]]] = []
-        routable = np.ones(n_apps, dtype=bool)
-        for i, app in enumerate(scenario.applications):
-            src, dst = app_nodes[i]
-            if src == dst:
-                routes.append([])
+    # Per-event work is proportional to what the event changed: the routes it moved and
+    # the links it touched, so the whole run stays linear in links x time.
+    app_index = {a.id: i for i, a in enumerate(scenario.applications)}
+    route_cache: list[list[list[str]]] = []
+    routable = np.ones(n_apps, dtype=bool)
+    for i, app in enumerate(scenario.applications):
+        src, dst = app_nodes[i]
+        paths = [] if src == dst else ctl.routes[app.id].paths
+        route_cache.append(paths)
+        routable[i] = src == dst or bool(paths)
+    incident: dict[str, list[int]] = {}
+    for li, ln in enumerate(scenario.links):
+        incident.setdefault(ln.a, []).append(li)
+        incident.setdefault(ln.b, []).append(li)
+
+    def refresh_routes(moved: set[str], t: float) -> tuple[np.ndarray, np.ndarray]:
+        for route_id in moved:
+            i = app_index.get(route_id)
+            if i is None:
                 continue
-            route = ctl.routes[app.id]
-            routes.append(route.paths)
-            routable[i] = bool(route.paths)
-        ptr, groups = net.incidence(routes)
-        return ptr, groups, routable
+            paths = ctl.routes[route_id].paths
+            route_cache[i] = paths
+            routable[i] = bool(paths)
+            log = paths_log[route_id]
+            copy = [list(p) for p in paths]
+            if not log or log[-1][1] != copy:
+                log.append((t, copy))
+        return net.incidence(route_cache)
 
-    def log_paths(t: float) -> None:
-        for app in scenario.applications:
-            route = ctl.routes.get(app.id)
-            paths = [list(p) for p in route.paths] if route is not None else []
-            log = paths_log[app.id]
-            if not log or log[-1][1] != paths:
-                log.append((t, paths))
-
-    def usable_and_produce() -> tuple[np.ndarray, np.ndarray]:
-        usable = np.array([ctl.links[ln.id].in_service and ctl.nodes[ln.a].up
-                           and ctl.nodes[ln.b].up for ln in scenario.links], dtype=bool)
-        return usable, np.where(usable, blocks_per_step, 0.0)
+    def refresh_links(link_ids: list[int]) -> None:
+        for li in link_ids:
+            ln = scenario.links[li]
+            usable[li] = (ctl.links[ln.id].in_service and ctl.nodes[ln.a].up
+                          and ctl.nodes[ln.b].up)
+            produce[li] = blocks_per_step[li] if usable[li] else 0.0
 
     def note_changes(changes: list[RouteChange]) -> None:
         for ch in changes:
@@ -349,9 +359,13 @@ def simulate(
             events.append(Event(ch.time_s, "reroute", ch.route_id,
                                 f"{old} -> {new} ({ch.reason})"))
 
-    app_ptr, app_groups, routable = current_routes()
-    usable, produce = usable_and_produce()
-    log_paths(0.0)
+    usable = np.ones(n_links, dtype=bool)
+    produce = np.zeros(n_links, dtype=np.float64)
+    refresh_links(list(range(n_links)))
+    for app in scenario.applications:
+        route = ctl.routes.get(app.id)
+        paths_log[app.id].append((0.0, [list(p) for p in route.paths] if route else []))
+    app_ptr, app_groups = net.incidence(route_cache)
     n_alarms_seen = 0
     demand = _Demand(scenario.applications)
     det_cum = np.zeros(n_apps, dtype=np.float64)
@@ -359,7 +373,8 @@ def simulate(
     step = 0
     while step < n_steps:
         # Apply every event due now.
-        changed = False
+        moved: set[str] = set()
+        touched: list[int] = []
         while queue and queue[0].step <= step:
             ev = heapq.heappop(queue)
             t = ev.step * dt
@@ -402,11 +417,16 @@ def simulate(
                                         refused - last_tenant_refused[i])
                     last_tenant_served[i], last_tenant_refused[i] = total, refused
             note_changes(changes)
-            changed = True
-        if changed:
-            app_ptr, app_groups, routable = current_routes()
-            usable, produce = usable_and_produce()
-            log_paths(step * dt)
+            moved.update(ch.route_id for ch in changes)
+            if ev.action in ("link_down", "link_up", "qber_high", "qber_clear"):
+                touched.append(net.link_index[ev.element])
+            elif ev.action in ("node_down", "node_up"):
+                touched.extend(incident.get(ev.element, []))
+        if touched:
+            refresh_links(touched)
+        if moved:
+            app_ptr, app_groups = refresh_routes(moved, step * dt)
+        if len(ctl.alarms) > n_alarms_seen:
             for alarm in ctl.alarms[n_alarms_seen:]:
                 kind = "alarm" if alarm.active else "alarm_cleared"
                 events.append(Event(alarm.time_s, kind, alarm.element,

@@ -11,10 +11,11 @@ instead by running the event-level simulation and post-processing pipeline.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
-from qkdnet.quantum import secret_key_rate_per_pulse
+from qkdnet.quantum import LinkSpec, secret_key_rate_curve, secret_key_rate_per_pulse
 from qkdnet.scenario import LinkSpecModel
 
 
@@ -81,7 +82,21 @@ def link_rates(
     """Arrays (rate bits/s, QBER) for a tuple of links, in order; ``rng`` is split into
     one stream per link for the pipeline mode."""
     streams = (rng or np.random.default_rng(0)).spawn(len(links))
-    out = [link_rate_and_qber(link, r) for link, r in zip(links, streams, strict=True)]
-    rates = np.array([r for r, _ in out], dtype=np.float64)
-    qbers = np.array([q for _, q in out], dtype=np.float64)
+    rates = np.zeros(len(links), dtype=np.float64)
+    qbers = np.zeros(len(links), dtype=np.float64)
+    # Links that differ only in length share one vectorised call of the quantum layer.
+    groups: dict[tuple[str, bool, LinkSpec], list[int]] = {}
+    for i, link in enumerate(links):
+        if link.key_rate_bps is None and link.mode == "rate":
+            base = replace(link.to_link_spec(), length_km=0.0)
+            groups.setdefault((link.protocol, link.optimise, base), []).append(i)
+        else:
+            rates[i], qbers[i] = link_rate_and_qber(link, streams[i])
+    for (protocol, optimise, spec), idx in groups.items():
+        lengths = [links[i].length_km for i in idx]
+        per_pulse = secret_key_rate_curve(protocol, spec, lengths, optimise=bool(optimise))
+        rates[idx] = np.asarray(per_pulse) * spec.repetition_rate_hz
+        for i in idx:
+            link = links[i]
+            qbers[i] = float(link.qber) if link.qber is not None else signal_qber(link)
     return rates, qbers
