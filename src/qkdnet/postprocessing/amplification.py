@@ -50,8 +50,8 @@ Method = Literal["auto", "clmul", "ternary", "fft"]
 
 #: "auto" uses Schönhage's ternary FFT (quasi-linear) instead of the Karatsuba Toeplitz
 #: product (cost ~ n m^0.58) once n * m reaches this; measured crossover on the dev machine
-#: (n = 3e5, m/n = 0.5 and n = 1e6, m/n = 0.125 are about even).
-TERNARY_FROM_NM = 1 << 35
+#: (n = 1e5 at m/n = 0.5 is about even; n = 3e5 at m/n = 0.125 favours the FFT).
+TERNARY_FROM_NM = 1 << 33
 
 #: Largest number of input (and output) bits handled by one FFT; larger problems are cut
 #: into blocks. 2^25 keeps every convolution value < 2^25 and the transform length <= 2^26.
