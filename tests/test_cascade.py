@@ -33,7 +33,7 @@ def _pair(n: int, qber: float, seed: int) -> tuple[np.ndarray, np.ndarray, float
 
 def _fisher_yates(seed: int, n: int) -> np.ndarray:
     """Pure-Python reference of the documented shuffle: splitmix64 from ``seed`` drives a
-    Fisher-Yates pass from the top, ``j = r mod (i + 1)``."""
+    Fisher-Yates pass from the top, ``j = (r >> 32) * (i + 1) >> 32``."""
     mask = (1 << 64) - 1
     state = seed
     perm = list(range(n))
@@ -43,7 +43,7 @@ def _fisher_yates(seed: int, n: int) -> np.ndarray:
         z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
         z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
         z ^= z >> 31
-        j = z % (i + 1)
+        j = ((z >> 32) * (i + 1)) >> 32
         perm[i], perm[j] = perm[j], perm[i]
     return np.array(perm, dtype=np.int64)
 

@@ -173,7 +173,8 @@ def random_permutation(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Fisher–Yates shuffle of 0..n-1 driven by splitmix64 from ``seed``; returns the
     permutation (pass position -> key index) and its inverse, int32.
 
-    ``j = r mod (i + 1)`` with a 64-bit ``r``: the modulo bias is below n / 2^64.
+    ``j = floor(r_hi * (i + 1) / 2^32)`` with ``r_hi`` the top 32 bits of the splitmix64
+    output (Lemire's multiply-shift, no division): the bias is below (i + 1) / 2^32.
     """
     perm = np.arange(n).astype(np.int32)
     state = np.uint64(seed)
@@ -183,7 +184,7 @@ def random_permutation(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         z = z ^ (z >> np.uint64(31))
-        j = np.int64(z % np.uint64(i + 1))
+        j = np.int64(((z >> np.uint64(32)) * np.uint64(i + 1)) >> np.uint64(32))
         tmp = perm[i]
         perm[i] = perm[j]
         perm[j] = tmp
