@@ -188,3 +188,18 @@ def test_karatsuba_product_against_numpy_convolution(W: int) -> None:
     got = np.unpackbits(buf[2 * W:4 * W].view(np.uint8), bitorder="little")[:128 * W - 1]
     truth = np.convolve(a.astype(np.int64), b.astype(np.int64)) % 2
     assert np.array_equal(got, truth)
+
+
+@pytest.mark.parametrize("method", ["auto", "clmul", "ternary", "fft"])
+@pytest.mark.parametrize("n,m", [(1, 1), (77, 13), (5003, 1001), (40_000, 39_999)])
+def test_privacy_amplification_hashes_with_the_seed_it_returns(
+    method: str, n: int, m: int
+) -> None:
+    # privacy_amplification hashes from the raw seed bytes (odd lengths: a partial last
+    # byte); the key must be the Toeplitz hash under the 0/1 seed it hands back.
+    rng = np.random.default_rng(n + m)
+    x = rng.integers(0, 2, n, dtype=np.uint8)
+    key, seed = privacy_amplification(x, m, rng, method=method)  # type: ignore[arg-type]
+    assert seed.size == n + m - 1
+    assert np.array_equal(key, dense_toeplitz_product(seed, x, m) if n < 6000
+                          else toeplitz_hash(x, m, seed, method="clmul"))

@@ -97,7 +97,29 @@ def _pack_words(bits: np.ndarray, lead_zeros: int, total_words: int) -> np.ndarr
     return buf.view("<u8").astype(np.uint64, copy=False)
 
 
-def _toeplitz_clmul(x: np.ndarray, m: int, seed: np.ndarray, parallel: bool) -> np.ndarray:
+class _Seed:
+    """The Toeplitz seed, as 0/1 bits or as the raw bytes it was drawn as (packed LSB
+    first); ``words(k)`` packs it into k little-endian 64-bit words, zero-padded."""
+
+    def __init__(self, length: int, bits: np.ndarray | None = None,
+                 raw: bytes | None = None) -> None:
+        self.length = length
+        self.bits = bits
+        self.raw = raw
+
+    def words(self, total_words: int) -> np.ndarray:
+        if self.raw is None:
+            assert self.bits is not None
+            return _pack_words(self.bits, 0, total_words)
+        buf = np.zeros(total_words * 8, dtype=np.uint8)
+        nbytes = -(-self.length // 8)
+        buf[:nbytes] = np.frombuffer(self.raw, dtype=np.uint8, count=nbytes)
+        if self.length % 8:
+            buf[nbytes - 1] &= (1 << (self.length % 8)) - 1  # bits past the seed: zero
+        return buf.view("<u8").astype(np.uint64, copy=False)
+
+
+def _toeplitz_clmul(x: np.ndarray, m: int, seed: _Seed, parallel: bool) -> np.ndarray:
     n = x.size
     n_words = -(-n // 64)
     m_words = -(-m // 64)
@@ -108,18 +130,18 @@ def _toeplitz_clmul(x: np.ndarray, m: int, seed: np.ndarray, parallel: bool) -> 
     # T'[i, j'] = s[i - j' + n' - 1] with x'_{j'} = x_{j' - d}, n' = n + d.
     d = Q * B * 64 - n
     xw = _pack_words(x, d, Q * B)
-    sw = _pack_words(seed, 0, (P + Q) * B)
+    sw = seed.words((P + Q) * B)
     yw = tmvp_blocks(sw, xw, B, P, Q, parallel)
     return np.unpackbits(yw.view(np.uint8), bitorder="little")[:m].copy()
 
 
-def _toeplitz_ternary(x: np.ndarray, m: int, seed: np.ndarray, parallel: bool) -> np.ndarray:
+def _toeplitz_ternary(x: np.ndarray, m: int, seed: _Seed, parallel: bool) -> np.ndarray:
     """y = bits n-1 .. n+m-2 of s(x) x(x) mod x^T - 1, T >= n + m - 1 (no wrap-around into
     those bits: the full product has no terms beyond 2n + m - 3)."""
     n = x.size
     length = n + m - 1
     xw = _pack_words(x, 0, -(-n // 64) + 2)
-    sw = _pack_words(seed, 0, -(-length // 64) + 2)
+    sw = seed.words(-(-length // 64) + 2)
     c, _ = cyclic_product(sw, length, xw, n, length, parallel=parallel)
     out = np.zeros(-(-m // 64) + 1, dtype=np.uint64)
     _xor_bits(out, 0, 0, c, 0, n - 1, m)
@@ -191,19 +213,29 @@ def toeplitz_hash(
             "seed_bits", f"must have n + m - 1 = {n + m - 1} bits for n = {n}, m = {m}; "
             f"got {s.size}"
         )
+    return _hash(x, m, _Seed(s.size, bits=s), method, threads)
+
+
+def _hash(x: np.ndarray, m: int, seed: _Seed, method: str, threads: bool) -> np.ndarray:
+    n = x.size
+    if method not in ("auto", "clmul", "ternary", "fft"):
+        raise ParameterError(
+            "method", f"must be 'auto', 'clmul', 'ternary' or 'fft', got {method!r}"
+        )
     if m == 0:
         return np.zeros(0, dtype=np.uint8)
     if method == "auto":
         method = "ternary" if n * m >= TERNARY_FROM_NM else "clmul"
     if method == "clmul":
-        return _toeplitz_clmul(x, m, s, threads)
+        return _toeplitz_clmul(x, m, seed, threads)
     if method == "ternary":
-        return _toeplitz_ternary(x, m, s, threads)
-    if method == "fft":
-        return _toeplitz_fft(x, m, s)
-    raise ParameterError(
-        "method", f"must be 'auto', 'clmul', 'ternary' or 'fft', got {method!r}"
-    )
+        return _toeplitz_ternary(x, m, seed, threads)
+    bits = seed.bits
+    if bits is None:
+        assert seed.raw is not None
+        bits = np.unpackbits(np.frombuffer(seed.raw, dtype=np.uint8),
+                             bitorder="little")[:seed.length]
+    return _toeplitz_fft(x, m, bits)
 
 
 def privacy_amplification(
@@ -225,7 +257,8 @@ def privacy_amplification(
     x = _as_bits("bits", bits)
     m = _check_lengths(x.size, output_length)
     length = max(x.size + m - 1, 0)
-    seed = np.unpackbits(
-        np.frombuffer(rng.bytes(-(-length // 8)), dtype=np.uint8), bitorder="little"
-    )[:length]
-    return toeplitz_hash(x, m, seed, method=method, threads=threads), seed
+    raw = rng.bytes(-(-length // 8))
+    # hash from the packed bytes directly; the 0/1 seed is unpacked only to return it
+    key = _hash(x, m, _Seed(length, raw=raw), method, threads)
+    seed = np.unpackbits(np.frombuffer(raw, dtype=np.uint8), bitorder="little")[:length]
+    return key, seed
