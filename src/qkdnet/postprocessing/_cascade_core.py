@@ -8,9 +8,10 @@ Data layout, per pass ``p`` (permutation ``t -> (mult*t + off) mod n``):
 
 * ``blockerr[p, blk]`` — parity of the *errors* (Alice xor Bob) in a block: what Bob learns
   by comparing Alice's disclosed parity with his own.
-* ``fen[p]`` — a XOR Fenwick tree (one bit per node) of the error indicator in pass-``p``
-  order, so the error parity of any range is O(log n) even in the half-key blocks of the
-  late passes, and O(log block) in small blocks (both prefixes walked until they meet).
+* ``ebits[p]`` / ``fen[p]`` — Bob's error indicator in pass-``p`` order: a bitset for
+  passes with blocks of at most ``SMALL_BLOCK`` bits (flip O(1), range parity over a few
+  64-bit words), a XOR Fenwick tree (one bit per node) for the larger ones, so the error
+  parity of any range is O(log n) even in the half-key blocks of the late passes.
 * ``apre[p]`` — prefix XOR of Alice's bits in pass-``p`` order, all passes computed up front
   in parallel (Alice's side of every disclosed block and sub-block parity).
 * ``known[p, t]`` — sub-block reuse: deepest level ``d`` such that the left child starting
@@ -36,6 +37,9 @@ MSG_ODD = 2
 MSG_LEFT = 3
 MSG_DIR = 4
 MSG_FRAME = 5
+# Passes with blocks up to this size keep Bob's error indicator as a plain bitset (O(1)
+# update, a few words per query); larger ones a Fenwick tree (O(log n) both).
+SMALL_BLOCK = 4096
 MAX_DEPTH = 40
 
 
@@ -99,6 +103,33 @@ def _fen_prefix(fen: np.ndarray, p: int, t: int) -> int:
         x ^= (fen[p, i >> 3] >> (i & 7)) & 1
         i -= i & (-i)
     return x
+
+
+@njit(cache=True, inline="always")
+def _word_parity(x: np.uint64) -> int:
+    x ^= x >> np.uint64(32)
+    x ^= x >> np.uint64(16)
+    x ^= x >> np.uint64(8)
+    x ^= x >> np.uint64(4)
+    x ^= x >> np.uint64(2)
+    x ^= x >> np.uint64(1)
+    return 1 if x & np.uint64(1) else 0
+
+
+@njit(cache=True)
+def _bits_range(ebits: np.ndarray, p: int, lo: int, hi: int) -> int:
+    # parity of the error bitset of pass p over positions [lo, hi), lo < hi
+    wl = lo >> 6
+    wh = (hi - 1) >> 6
+    low = np.uint64(0xFFFFFFFFFFFFFFFF) << np.uint64(lo & 63)
+    top = np.uint64(0xFFFFFFFFFFFFFFFF) >> np.uint64(63 - ((hi - 1) & 63))
+    if wl == wh:
+        return _word_parity(ebits[p, wl] & low & top)
+    x = ebits[p, wl] & low
+    for w in range(wl + 1, wh):
+        x ^= ebits[p, w]
+    x ^= ebits[p, wh] & top
+    return _word_parity(x)
 
 
 @njit(cache=True)
@@ -246,6 +277,7 @@ def cascade_kernel(
     oddlist = np.empty((npass, maxblocks), dtype=np.int64)
     oddcount = np.zeros(npass, dtype=np.int64)
     fen = np.zeros((npass, (n >> 3) + 1), dtype=np.uint8)  # one bit per tree node
+    ebits = np.zeros((npass, (n >> 6) + 1), dtype=np.uint64)  # small-block passes
     known = np.zeros((npass, n), dtype=np.uint8)
 
     # per-round scratch: disclosed flag, disclosed bit and direction per search and level
@@ -302,7 +334,10 @@ def cascade_kernel(
         for i in range(nerr):
             t = int(itab[p, errs[i]]) if p < nexp else _pos(errs[i], n, off, inv, ninv)
             blockerr[p, t // k] ^= 1
-            _fen_update(fen, p, n, t)
+            if k <= SMALL_BLOCK:
+                ebits[p, t >> 6] ^= np.uint64(1) << np.uint64(t & 63)
+            else:
+                _fen_update(fen, p, n, t)
         for blk in range(nb):
             if blockerr[p, blk] and not inlist[p, blk]:
                 inlist[p, blk] = 1
@@ -346,7 +381,7 @@ def cascade_kernel(
                 hi = min(n, lo + kq)
                 d = 0
                 # Bob's error parity of [0, lo) in pass order; one Fenwick query per level
-                small = kq <= 4096
+                small = kq <= SMALL_BLOCK
                 plo = 0 if small else _fen_prefix(fen, q, lo)
                 while hi - lo > 1:
                     mid = (lo + hi) // 2
@@ -360,7 +395,7 @@ def cascade_kernel(
                         if reuse:
                             known[q, lo] = d
                     if small:
-                        pmid = _fen_range(fen, q, lo, mid)
+                        pmid = _bits_range(ebits, q, lo, mid)
                         plo = 0
                     else:
                         pmid = _fen_prefix(fen, q, mid)
@@ -381,7 +416,10 @@ def cascade_kernel(
                     tr = int(itab[r, jflip]) if r < nexp else _pos(jflip, n, offs[r], invs[r], ninv)
                     br = tr // ks[r]
                     blockerr[r, br] ^= 1
-                    _fen_update(fen, r, n, tr)
+                    if ks[r] <= SMALL_BLOCK:
+                        ebits[r, tr >> 6] ^= np.uint64(1) << np.uint64(tr & 63)
+                    else:
+                        _fen_update(fen, r, n, tr)
                     if blockerr[r, br] and not inlist[r, br]:
                         inlist[r, br] = 1
                         oddlist[r, oddcount[r]] = br
