@@ -4,15 +4,24 @@ Private helpers of verification, amplification and authentication. Bits are pack
 little-endian: bit ``k`` of a bit string is bit ``k % 64`` of word ``k // 64``, so that a
 word is a polynomial over GF(2) whose coefficient of ``z^b`` is bit ``b``.
 
-* ``clmul(a, b)``: the 128-bit carry-less product of two words. It compiles to the x86
-  ``PCLMULQDQ`` instruction (Gueron & Kounavis, Intel white paper 323640, 2014) when the
-  CPU has it, and to a branch-free shift-and-xor loop otherwise (same result, ~30x slower).
+* ``clmul(a, b)`` / ``clmul2x2``: carry-less products of words / 128-bit digits. They
+  compile to the x86 ``PCLMULQDQ`` instruction (Gueron & Kounavis, "Intel carry-less
+  multiplication instruction and its usage for computing the GCM mode", Intel white paper
+  323640) when the CPU has it, and to a branch-free shift-and-xor loop otherwise (same
+  result, much slower).
 * ``gf64_mul``: multiplication in GF(2^64) = GF(2)[z]/(z^64 + z^4 + z^3 + z + 1).
 * ``poly_hash``: Horner evaluation of a polynomial over GF(2^64) (universal hashing,
   Carter & Wegman 1979; Wegman & Carter 1981).
-* ``tmvp``: Toeplitz-matrix-vector product over GF(2) by the two-way Karatsuba split for
-  Toeplitz matrices (Fan & Hasan, IEEE Trans. Comput. 56, 224, 2007), with a word-level
-  base case computed with ``clmul``.
+* ``tmvp_blocks``: Toeplitz-matrix-vector product over GF(2) by the two-way Karatsuba
+  split for Toeplitz matrices (Fan & Hasan, IEEE Trans. Comput. 56, 224, 2007), with a
+  word-level base case computed with ``clmul``.
+* ``cyclic_product``: product in GF(2)[x]/(x^T - 1) by Schönhage's ternary FFT (Acta
+  Informatica 7, 395, 1977), pointwise products by Karatsuba (``_kmul``).
+
+Performance notes (measured): loops over words use unsigned indices, because Numba's
+negative-index wrap-around on signed indices stops LLVM from vectorising them; the
+Karatsuba recursions run on explicit stacks, because Numba cannot cache self-recursive
+functions.
 """
 
 from __future__ import annotations
