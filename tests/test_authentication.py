@@ -232,3 +232,15 @@ def test_refill_and_exhaustion() -> None:
     assert ch.key_consumed_bits == 64 * 4 + 64 * 3
     with pytest.raises(ParameterError):
         ch.refill(fresh, fresh[:-1])
+
+
+def test_security_doc_example_runs() -> None:
+    # docs that run (STYLE.md 11): the example of docs/security.md, as written
+    import re
+    from pathlib import Path
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "security.md"
+    blocks = re.findall(r"```python\n(.*?)```", doc.read_text(encoding="utf-8"), flags=re.S)
+    assert blocks, "docs/security.md lost its example"
+    for code in blocks:
+        exec(compile(code, str(doc), "exec"), {})
