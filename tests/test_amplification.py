@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -203,3 +208,32 @@ def test_privacy_amplification_hashes_with_the_seed_it_returns(
     assert seed.size == n + m - 1
     assert np.array_equal(key, dense_toeplitz_product(seed, x, m) if n < 6000
                           else toeplitz_hash(x, m, seed, method="clmul"))
+
+
+def test_portable_carry_less_path_gives_the_same_results(tmp_path: Path) -> None:
+    # CPUs without PCLMULQDQ (ARM, old x86) run the shift-and-xor fallback: force it in a
+    # fresh interpreter with its own Numba cache and compare with the dense product.
+    code = """
+import numpy as np, scipy.linalg
+from qkdnet.postprocessing import _gf2
+from qkdnet.postprocessing.amplification import toeplitz_hash
+from qkdnet.postprocessing.verification import verification_hash
+assert not _gf2.HAS_PCLMUL
+rng = np.random.default_rng(11)
+for n, m in [(700, 300), (2000, 1999)]:
+    x = rng.integers(0, 2, n, dtype=np.uint8)
+    s = rng.integers(0, 2, n + m - 1, dtype=np.uint8)
+    T = scipy.linalg.toeplitz(s[n - 1:n - 1 + m], s[n - 1::-1][:n]).astype(np.int64)
+    truth = (T @ x.astype(np.int64)) % 2
+    for method in ("clmul", "ternary"):
+        assert np.array_equal(toeplitz_hash(x, m, s, method=method), truth), method
+print(verification_hash(np.ones(100, np.uint8), np.array([3], np.uint64)).hex())
+"""
+    env = dict(os.environ, QKDNET_SOFT_CLMUL="1", NUMBA_CACHE_DIR=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    from qkdnet.postprocessing.verification import verification_hash
+
+    hw = verification_hash(np.ones(100, np.uint8), np.array([3], np.uint64)).hex()
+    assert out.stdout.strip() == hw

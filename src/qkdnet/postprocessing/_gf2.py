@@ -26,6 +26,8 @@ functions.
 
 from __future__ import annotations
 
+import os
+
 import llvmlite.binding as llvm
 import numpy as np
 from llvmlite import ir
@@ -33,7 +35,12 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-HAS_PCLMUL: bool = bool(llvm.get_host_cpu_features().get("pclmul", False))
+#: Whether the host CPU has PCLMULQDQ (x86-64 since 2010; not ARM). Setting the environment
+#: variable QKDNET_SOFT_CLMUL=1 forces the portable path (the tests use it to check that
+#: path on x86; give Numba its own NUMBA_CACHE_DIR then).
+HAS_PCLMUL: bool = bool(llvm.get_host_cpu_features().get("pclmul", False)) and (
+    os.environ.get("QKDNET_SOFT_CLMUL", "") != "1"
+)
 
 #: z^64 = z^4 + z^3 + z + 1 in GF(2^64): the low-weight irreducible pentanomial
 #: (Seroussi, "Table of low-weight binary irreducible polynomials", HP Labs 98-135, 1998).
