@@ -70,22 +70,25 @@ def _sift_kernel(
     bob_test = np.empty(n, dtype=np.uint8)
     j = 0
     t = 0
+    # Branch-free: bases are random, so "if same basis" would mispredict half the time.
+    # Every row is written to both outputs; the cursors advance only where it belongs.
     for i in range(n):
         ab = a_basis[i]
-        if ab != b_basis[i]:
-            continue
+        same = np.int64(ab == b_basis[i])
+        z = same & np.int64(ab == 0)
+        x = same - z
+        ai = a_bit[i]
+        bi = b_bit[i]
         c = a_class[i]
-        if ab == 0:
-            alice_key[j] = a_bit[i]
-            bob_key[j] = b_bit[i]
-            key_counts[c] += 1
-            j += 1
-        else:
-            alice_test[t] = a_bit[i]
-            bob_test[t] = b_bit[i]
-            t += 1
-            test_counts[c] += 1
-            test_errors[c] += a_bit[i] != b_bit[i]
+        alice_key[j] = ai
+        bob_key[j] = bi
+        alice_test[t] = ai
+        bob_test[t] = bi
+        j += z
+        t += x
+        key_counts[c] += z
+        test_counts[c] += x
+        test_errors[c] += x & np.int64(ai != bi)
     alice_key = alice_key[:j]
     bob_key = bob_key[:j]
     alice_test = alice_test[:t]
