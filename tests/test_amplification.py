@@ -99,7 +99,7 @@ def test_three_exact_methods_agree_on_large_input(n: int, ratio: float) -> None:
             assert np.array_equal(key, toeplitz_hash(x, m, seed, method=method, threads=True))
 
 
-@pytest.mark.parametrize("k", [2, 3, 4, 5, 6])
+@pytest.mark.parametrize("k", [2, 3, 4, 5, 6, 7, 8])
 def test_ternary_transform_lengths_against_numpy_convolution(k: int) -> None:
     # Schönhage's product for every transform length 3^k, against an integer convolution.
     from qkdnet.postprocessing._gf2 import cyclic_product
