@@ -74,8 +74,8 @@ def _sift_kernel(
     # Every row is written to both outputs; the cursors advance only where it belongs.
     for i in range(n):
         ab = a_basis[i]
-        same = np.int64(ab == b_basis[i])
-        z = same & np.int64(ab == 0)
+        same = int(ab == b_basis[i])
+        z = same & int(ab == 0)
         x = same - z
         ai = a_bit[i]
         bi = b_bit[i]
@@ -88,7 +88,7 @@ def _sift_kernel(
         t += x
         key_counts[c] += z
         test_counts[c] += x
-        test_errors[c] += x & np.int64(ai != bi)
+        test_errors[c] += x & int(ai != bi)
     alice_key = alice_key[:j]
     bob_key = bob_key[:j]
     alice_test = alice_test[:t]
