@@ -75,6 +75,31 @@ def test_gf64_mul_matches_reference(a: int, b: int) -> None:
     assert int(_gf2.gf64_mul_soft(np.uint64(a), np.uint64(b))) == ref_gf64_mul(a, b)
 
 
+def test_field_polynomial_is_irreducible() -> None:
+    # Rabin's test for degree 64 = 2^6: z^(2^64) = z mod f and gcd(z^(2^32) - z, f) = 1.
+    def mulmod(a: int, b: int) -> int:
+        return ref_gf64_mul(a, b)
+
+    def frobenius(x: int, times: int) -> int:
+        for _ in range(times):
+            x = mulmod(x, x)
+        return x
+
+    def poly_mod(a: int, b: int) -> int:
+        while a and a.bit_length() >= b.bit_length():
+            a ^= b << (a.bit_length() - b.bit_length())
+        return a
+
+    def poly_gcd(a: int, b: int) -> int:
+        while b:
+            a, b = b, poly_mod(a, b)
+        return a
+
+    z = 2
+    assert frobenius(z, 64) == z
+    assert poly_gcd(POLY, frobenius(z, 32) ^ z) == 1
+
+
 def test_gf64_field_axioms_on_samples() -> None:
     rng = np.random.default_rng(1)
     z = np.uint64(2)

@@ -17,8 +17,8 @@ Pr[collision] <= (ceil(n/64) + 1) / 2^64, the ε-almost-universal bound of polyn
 hashing (den Boer 1993; Bierbrauer et al., CRYPTO '93; Stinson, "Universal hashing and
 authentication codes", 1994). With t = tag_bits/64 independent hash keys the tags collide
 with probability at most that bound to the power t: this is ε_cor, the probability that the
-block passes verification although the keys differ (Tomamichel et al., PRA 2017 / Lim et
-al. 2014 use the same definition).
+block passes verification although the keys differ (the ε-correctness of Lim, Curty,
+Walenta, Xu & Zbinden, PRA 89, 022307, 2014).
 """
 
 from __future__ import annotations
