@@ -138,6 +138,12 @@ def demand_plot(result: SimulationResult) -> str:
     return _png(fig)
 
 
+def _short(path: list[str], limit: int = 36) -> str:
+    """A path for a plot label: in full when short, else its ends and hop count."""
+    full = "-".join(path)
+    return full if len(full) <= limit else f"{path[0]}…{path[-1]} ({len(path) - 1} hops)"
+
+
 def paths_plot(result: SimulationResult) -> str:
     """Which relay path each application used when (a timeline, one band per path)."""
     apps = [a for a in result.app_ids if result.paths.get(a)][:_MAX_LINES]
@@ -149,11 +155,12 @@ def paths_plot(result: SimulationResult) -> str:
         labels: dict[str, int] = {}
         for k, (t, paths) in enumerate(log):
             t1 = log[k + 1][0] if k + 1 < len(log) else result.duration_s
-            label = " | ".join("-".join(p) for p in paths) or "no path"
-            colour = "lightgray" if not paths else cmap(labels.setdefault(label, len(labels)) % 10)
+            label = " | ".join(_short(p) for p in paths) or "no path"
+            key = " | ".join("-".join(p) for p in paths)  # the colour follows the exact path
+            colour = "lightgray" if not paths else cmap(labels.setdefault(key, len(labels)) % 10)
             ax.barh(row, (t1 - t) / SECONDS_PER_HOUR, left=t / SECONDS_PER_HOUR, color=colour,
                     edgecolor="white")
-            if (t1 - t) / SECONDS_PER_HOUR > 0.08 * end_h:
+            if (t1 - t) / SECONDS_PER_HOUR > 0.12 * end_h:
                 ax.text((t + t1) / 2 / SECONDS_PER_HOUR, row, label, ha="center", va="center",
                         fontsize=6)
     ax.set_yticks(range(len(apps)), apps, fontsize=8)
