@@ -79,15 +79,15 @@ def bench_pa(quick: bool) -> None:
         for ratio in (0.125, 0.5):
             m = int(n * ratio)
             seed = rng.integers(0, 2, n + m - 1, dtype=np.uint8)
-            # "auto" picks ternary (Schönhage) or clmul (Karatsuba) by size; the Karatsuba
-            # and float-FFT methods are shown where they finish in reasonable time.
-            methods = ["auto", "ternary", "clmul", "fft"] if n <= 10**7 else ["auto"]
-            methods.append("auto+threads")  # the same on all Numba threads (2 here)
+            # "auto" (the default: ternary or clmul by size, two threads where it pays);
+            # "/1t" = threads=False; clmul and the float FFT where they finish in time.
+            methods = (["auto", "auto/1t", "ternary/1t", "clmul", "fft"] if n <= 10**7
+                       else ["auto", "auto/1t"])
             for method in methods:
                 runs = (3 if n <= 10**6 else 2) if quick else (5 if n <= 10**7 else 2)
                 if method in ("fft", "clmul") and n >= 10**7:
                     runs = 1
-                name, threads = method.removesuffix("+threads"), method.endswith("+threads")
+                name, threads = method.removesuffix("/1t"), not method.endswith("/1t")
                 dt, cpu = median_times(
                     lambda x=x, m=m, s=seed, me=name, th=threads: toeplitz_hash(
                         x, m, s, me, threads=th), runs)
@@ -95,7 +95,7 @@ def bench_pa(quick: bool) -> None:
                 print(f"  {n:>10.0e} {ratio:>6} {method:>12} {runs:>4} {dt:>9.3f} {mbps:>8.1f} "
                       f"{mbps / GOAL_PA_MBPS:>7.2f}x {mbps / PUBLISHED_PA_MBPS:>9.2f}x "
                       f"{cpu:>7.3f} {n / max(cpu, 1e-9) / 1e6:>9.1f}")
-        # privacy_amplification = drawing the seed + hashing (what the pipeline calls)
+        # privacy_amplification = drawing the seed + hashing (what the pipeline calls), defaults
         dt = median_time(lambda x=x, n=n: privacy_amplification(x, n // 8, rng), 2 if quick else 3)
         print(f"  {n:>10.0e} {0.125:>6} {'auto+seed':>12} {'':>4} {dt:>9.3f} {n / dt / 1e6:>8.1f}"
               "   (privacy_amplification incl. drawing and unpacking the seed)")

@@ -27,11 +27,12 @@ functions.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import llvmlite.binding as llvm
 import numpy as np
 from llvmlite import ir
-from numba import njit, prange, types
+from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -339,12 +340,12 @@ def _tmvp_blocks_py(seed: np.ndarray, x: np.ndarray, B: int, P: int, Q: int) -> 
 
     ``seed`` has (P+Q)*B words and defines T[i, j] = seed[i - j + 64QB - 1] (bits); ``x``
     has Q*B words. Square block (I, J) has the seed words starting at (I - J + Q - 1) * B.
-    The P*Q block products are independent; they run in parallel, each into its own
-    output, and are xor-reduced at the end.
+    The P*Q block products are independent, each into its own output, xor-reduced at
+    the end.
     """
     nb = P * Q
     parts = np.zeros((nb, B), dtype=np.uint64)
-    for t in prange(nb):
+    for t in range(nb):
         I = t // Q
         J = t % Q
         # one private buffer per block: seed (2B) | x (B) | y (B) | scratch (4B + slack)
@@ -363,18 +364,13 @@ def _tmvp_blocks_py(seed: np.ndarray, x: np.ndarray, B: int, P: int, Q: int) -> 
     return y
 
 
-# Serial and multi-threaded builds of the same kernels. Threads are opt-in: on a machine
-# shared with other busy processes, OpenMP barriers between radix-3 stages cost far more
-# than the second core gains (measured: 10x slower at 10^6 bits under load 8 on 2 cores).
-_tmvp_blocks_serial = njit(cache=True)(_tmvp_blocks_py)
-_tmvp_blocks_parallel = njit(cache=True, parallel=True)(_tmvp_blocks_py)
+_tmvp_blocks_jit = njit(cache=True)(_tmvp_blocks_py)
 
 
-def tmvp_blocks(seed: np.ndarray, x: np.ndarray, B: int, P: int, Q: int,
-                parallel: bool = False) -> np.ndarray:
-    """See ``_tmvp_blocks_py``; ``parallel`` runs the block products on all Numba threads."""
-    fn = _tmvp_blocks_parallel if parallel else _tmvp_blocks_serial
-    return fn(seed, x, B, P, Q)
+def tmvp_blocks(seed: np.ndarray, x: np.ndarray, B: int, P: int, Q: int) -> np.ndarray:
+    """See ``_tmvp_blocks_py`` (one thread: this method serves small sizes, where a second
+    thread costs more than it gains)."""
+    return _tmvp_blocks_jit(seed, x, B, P, Q)
 
 
 def even_block_words(m_words: int) -> int:
@@ -606,26 +602,6 @@ def _mulpow_acc(dst: np.ndarray, db: int, src: np.ndarray, sb: int, t: int, L: i
         _xor_bits(dst, db, i0 + t - 3 * L, src, sb, i0, twoL - i0)
 
 
-def _dft3_stage_py(a: np.ndarray, E: int, D: int, M: int, L: int, inverse: bool) -> None:
-    """One radix-3 stage on D elements of E words (a is D*E words), block length M.
-
-    Forward (decimation in frequency, Gentleman-Sande): y0 = x0 + x1 + x2,
-    y1 = w^j (x0 + r x1 + r^2 x2), y2 = w^2j (x0 + r^2 x1 + r x2), r = y^L (cube root of
-    unity), w = y^(3L/M). Inverse: the exact inverse of that stage (F3^-1 = F3 with r^-1,
-    since 3 = 1), so forward followed by inverse is the identity stage by stage.
-    """
-    M3 = M // 3
-    step = 3 * L // M
-    threeL = 3 * L
-    nb = D // 3
-    # Butterflies in a few chunks, one scratch buffer per chunk (not per butterfly).
-    nchunks = min(nb, 16)
-    for c in prange(nchunks):
-        tmp = np.zeros(6 * E, dtype=np.uint64)
-        for t in range(c * nb // nchunks, (c + 1) * nb // nchunks):
-            _butterfly3(a, tmp, t, E, M, M3, step, threeL, L, inverse)
-
-
 @njit(cache=True)
 def _butterfly3(a: np.ndarray, tmp: np.ndarray, t: int, E: int, M: int, M3: int, step: int,
                 threeL: int, L: int, inverse: bool) -> None:
@@ -696,19 +672,33 @@ def _butterfly3(a: np.ndarray, tmp: np.ndarray, t: int, E: int, M: int, M3: int,
             a[u2 + w] = y0 ^ tmp[qv + w] ^ rs
 
 
-_dft3_stage_serial = njit(cache=True)(_dft3_stage_py)
-_dft3_stage_parallel = njit(cache=True, parallel=True)(_dft3_stage_py)
+def _dft3(a: np.ndarray, E: int, D: int, L: int, inverse: bool) -> None:
+    """All radix-3 stages (forward: M = D, D/3, ..., 3; inverse: the reverse), one thread."""
+    _dft3_full(a, E, D, L, inverse)
 
 
-def _dft3(a: np.ndarray, E: int, D: int, L: int, inverse: bool, parallel: bool = False) -> None:
-    stage = _dft3_stage_parallel if parallel else _dft3_stage_serial
-    M = D
-    sizes = []
-    while M >= 3:
-        sizes.append(M)
-        M //= 3
-    for M in (reversed(sizes) if inverse else sizes):
-        stage(a, E, D, M, L, inverse)
+@njit(cache=True, nogil=True)
+def _dft3_full(a: np.ndarray, E: int, D: int, L: int, inverse: bool) -> None:
+    """Every stage of the transform of the D elements in ``a``, serially, without the GIL."""
+    k = 0
+    M = 1
+    while M < D:
+        M *= 3
+        k += 1
+    for s in range(k):
+        M = D // 3**s if not inverse else 3 ** (s + 1)
+        _dft3_stage_range(a, E, M, L, inverse, 0, D // 3)
+
+
+@njit(cache=True, nogil=True)
+def _dft3_stage_range(a: np.ndarray, E: int, M: int, L: int, inverse: bool, t0: int,
+                      t1: int) -> None:
+    """Butterflies t0 .. t1-1 of the stage with block length M (without the GIL)."""
+    tmp = np.zeros(6 * E, dtype=np.uint64)
+    M3 = M // 3
+    step = 3 * L // M
+    for t in range(t0, t1):
+        _butterfly3(a, tmp, t, E, M, M3, step, 3 * L, L, inverse)
 
 
 @njit(cache=True)
@@ -724,32 +714,28 @@ def _load_chunks(words: np.ndarray, nbits: int, D: int, K: int, E: int) -> np.nd
     return out
 
 
-def _pointwise_py(a: np.ndarray, b: np.ndarray, D: int, E: int, W: int, L: int) -> None:
-    """a[j] = a[j] * b[j] in R for every element (Karatsuba, then fold mod y^2L + y^L + 1)."""
-    nchunks = min(D, 16)
-    for c in prange(nchunks):
-        # one buffer per chunk: a_j (W) | b_j (W) | product (2W) | scratch (4W + slack)
-        buf = np.zeros(8 * W + 64, dtype=np.uint64)
-        for j in range(c * D // nchunks, (c + 1) * D // nchunks):
-            uj = np.uint64(j * E)
-            uW = np.uint64(W)
-            for w in range(np.uint64(E - 1)):
-                buf[w] = a[uj + w]
-                buf[uW + w] = b[uj + w]
-            # words E-1 .. W-1 of both operands stay zero from np.zeros
-            _kmul(buf, 0, W, 2 * W, W, 4 * W)
-            for w in range(np.uint64(E)):
-                a[uj + w] = 0
-            # p = p_low(< 2L) + p2 y^2L + p3 y^3L  ->  p_low + p2 (y^L + 1) + p3; bits read
-            # past 4L come from scratch and are masked off by _xor_bits.
-            _xor_bits(a, j * E, 0, buf, 2 * W, 0, 2 * L)
-            _xor_bits(a, j * E, L, buf, 2 * W, 2 * L, L)
-            _xor_bits(a, j * E, 0, buf, 2 * W, 2 * L, L)
-            _xor_bits(a, j * E, 0, buf, 2 * W, 3 * L, L)
-
-
-_pointwise_serial = njit(cache=True)(_pointwise_py)
-_pointwise_parallel = njit(cache=True, parallel=True)(_pointwise_py)
+@njit(cache=True, nogil=True)
+def _pointwise(a: np.ndarray, b: np.ndarray, E: int, W: int, L: int, j0: int,
+               j1: int) -> None:
+    """a[j] = a[j] * b[j] in R for j0 <= j < j1 (Karatsuba, then fold mod y^2L + y^L + 1)."""
+    # one buffer: a_j (W) | b_j (W) | product (2W) | scratch (4W + slack)
+    buf = np.zeros(8 * W + 64, dtype=np.uint64)
+    uW = np.uint64(W)
+    for j in range(j0, j1):
+        uj = np.uint64(j * E)
+        for w in range(np.uint64(E - 1)):
+            buf[w] = a[uj + w]
+            buf[uW + w] = b[uj + w]
+        # words E-1 .. W-1 of both operands stay zero from np.zeros
+        _kmul(buf, 0, W, 2 * W, W, 4 * W)
+        for w in range(np.uint64(E)):
+            a[uj + w] = 0
+        # p = p_low(< 2L) + p2 y^2L + p3 y^3L  ->  p_low + p2 (y^L + 1) + p3; bits read past
+        # 4L come from scratch and are masked off by _xor_bits.
+        _xor_bits(a, j * E, 0, buf, 2 * W, 0, 2 * L)
+        _xor_bits(a, j * E, L, buf, 2 * W, 2 * L, L)
+        _xor_bits(a, j * E, 0, buf, 2 * W, 2 * L, L)
+        _xor_bits(a, j * E, 0, buf, 2 * W, 3 * L, L)
 
 
 @njit(cache=True)
@@ -798,9 +784,46 @@ def cyclic_product(a_words: np.ndarray, a_bits: int, b_words: np.ndarray, b_bits
     W = even_block_words(E)
     A = _load_chunks(a_words, a_bits, D, K, E)
     B = _load_chunks(b_words, b_bits, D, K, E)
-    _dft3(A, E, D, L, False, parallel)
-    _dft3(B, E, D, L, False, parallel)
-    (_pointwise_parallel if parallel else _pointwise_serial)(A, B, D, E, W, L)
-    del B
-    _dft3(A, E, D, L, True, parallel)
+    if parallel and D >= 729:  # below, starting threads costs more than it saves
+        _transform_multiply_two_threads(A, B, D, E, W, L)
+    else:
+        _dft3(A, E, D, L, False)
+        _dft3(B, E, D, L, False)
+        _pointwise(A, B, E, W, L, 0, D)
+        _dft3(A, E, D, L, True)
     return _gather(A, D, E, K), D * K
+
+
+def _transform_multiply_two_threads(A: np.ndarray, B: np.ndarray, D: int, E: int, W: int,
+                                    L: int) -> None:
+    """The same computation on two threads, in a few coarse tasks (GIL-free kernels).
+
+    Few synchronisation points on purpose: an OpenMP barrier after each of the ~3k stages
+    stalls whenever the machine is busy and one thread is descheduled. Tasks: the two
+    forward transforms; the two halves of the pointwise products; the inverse transform's
+    first k-2 stages, which act on 9 independent blocks of D/9 elements; then the last two
+    stages, each split in two ranges of butterflies.
+    """
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for f in [pool.submit(_dft3_full, A, E, D, L, False),
+                  pool.submit(_dft3_full, B, E, D, L, False)]:
+            f.result()
+        half = D // 2
+        for f in [pool.submit(_pointwise, A, B, E, W, L, 0, half),
+                  pool.submit(_pointwise, A, B, E, W, L, half, D)]:
+            f.result()
+        ninth = D // 9
+        views = [A[i * ninth * E:(i + 1) * ninth * E] for i in range(9)]
+
+        def inverse_blocks(blocks: list[np.ndarray]) -> None:
+            for v in blocks:
+                _dft3_full(v, E, ninth, L, True)
+
+        for f in [pool.submit(inverse_blocks, views[:5]),
+                  pool.submit(inverse_blocks, views[5:])]:
+            f.result()
+        nb = D // 3
+        for M in (D // 3, D):
+            for f in [pool.submit(_dft3_stage_range, A, E, M, L, True, 0, nb // 2),
+                      pool.submit(_dft3_stage_range, A, E, M, L, True, nb // 2, nb)]:
+                f.result()
