@@ -179,3 +179,22 @@ def test_vectorised_link_rates_match_one_by_one() -> None:
     rates, qbers = link_rates(s.links)
     for i in (0, 7, 40, len(s.links) - 1):
         assert (rates[i], qbers[i]) == pytest.approx(link_rate_and_qber(s.links[i]))
+
+
+def test_admitted_reservation_is_served_before_best_effort() -> None:
+    # Two applications share A-B-C, 1024 b/s = 128 B/s per hop, each asking 1 key/s
+    # (1 key = 32 + 48 B): only one fits each second. The reserved one (tenant) is served
+    # in full, the best-effort one (even at priority 9) gets the 48 B/s left over.
+    data = chain(1024.0, 1.0, extra={
+        "tenants": [{"id": "bank", "reservations": [{"a": "A", "b": "C", "rate_bps": 200}]}],
+    })
+    data["links"] = data["links"][:2]
+    data["saes"].append({"id": "sa2", "node": "A"})
+    data["saes"].append({"id": "sc2", "node": "C"})
+    best_effort = dict(data["applications"][0], id="best", master="sa2", slave="sc2",
+                       priority=9)
+    data["applications"] = [dict(data["applications"][0], tenant="bank"), best_effort]
+    result = simulate(scenario_from_dict(data))
+    totals = result.totals()
+    assert totals["app"]["served"] == 3600
+    assert 3600 * 48 // 80 - 10 <= totals["best"]["served"] <= 3600 * 48 // 80

@@ -54,6 +54,9 @@ from qkdnet.simulation.results import Event, SimulationResult
 _MAX_STEPS_PER_CALL = 3600
 #: Keys per supply call at most: KeyManager's default max_key_per_request (ETSI 014).
 MAX_KEYS_PER_CALL = 128
+#: Added to the priority of applications covered by an admitted tenant reservation, so
+#: they are served before every best-effort application (priorities are 0..9).
+RESERVED_CLASS = 10
 
 Progress = Callable[[float], None]
 
@@ -274,18 +277,25 @@ def simulate(
     app_bytes = np.array([-(-a.key_size_bits // 8) for a in scenario.applications],
                          dtype=np.int64)
     block_bytes = -(-block_bits // 8)
-    prios = sorted({a.priority for a in scenario.applications}, reverse=True)
-    class_apps = np.array([i for p in prios for i, a in enumerate(scenario.applications)
-                           if a.priority == p], dtype=np.int64)
+    # Service classes: the application's priority, raised above every best-effort class
+    # when its tenant holds an admitted reservation for the pair (reserved key first).
+    admitted = {(r.tenant, frozenset((r.a, r.b))) for t in ctl.tenants.values()
+                for r in t.reservations}
+    classes = [a.priority + (RESERVED_CLASS if a.tenant is not None and
+                             (a.tenant, frozenset(app_nodes[i])) in admitted else 0)
+               for i, a in enumerate(scenario.applications)]
+    prios = sorted(set(classes), reverse=True)
+    class_apps = np.array([i for p in prios for i, c in enumerate(classes) if c == p],
+                          dtype=np.int64)
     class_ptr = np.zeros(len(prios) + 1, dtype=np.int64)
-    class_ptr[1:] = np.cumsum([sum(a.priority == p for a in scenario.applications)
-                               for p in prios])
+    class_ptr[1:] = np.cumsum([classes.count(p) for p in prios])
 
     world = None
     if sim.engine == "keymanager":
         from qkdnet.simulation.km_engine import KeyManagerWorld
 
-        world = KeyManagerWorld(scenario, ctl, key_rng, -(-block_bits // 8), MAX_KEYS_PER_CALL)
+        world = KeyManagerWorld(scenario, ctl, key_rng, -(-block_bits // 8), MAX_KEYS_PER_CALL,
+                                classes)
 
     # State arrays.
     capacity = np.array([int(ln.pool_capacity_bits // 8) for ln in scenario.links],

@@ -39,7 +39,7 @@ class KeyManagerWorld:
     """All nodes' key managers for one simulation run."""
 
     def __init__(self, scenario: Scenario, ctl: Controller, rng: np.random.Generator,
-                 block_bytes: int, per_call: int) -> None:
+                 block_bytes: int, per_call: int, classes: list[int] | None = None) -> None:
         self.scenario = scenario
         self.ctl = ctl
         self.rng = rng
@@ -67,6 +67,7 @@ class KeyManagerWorld:
                 self.kms[link.a].deposit_link_key(link.id, bits, kid)
                 self.kms[link.b].deposit_link_key(link.id, bits, kid)
         self.keys_checked = 0
+        self.classes = classes or [a.priority for a in scenario.applications]
 
     def set_node_up(self, node_id: str, up: bool) -> None:
         """A node down is unreachable over Kx."""
@@ -98,7 +99,7 @@ class KeyManagerWorld:
             no_route: np.ndarray, pool_record: np.ndarray) -> None:
         """Advance ``n_steps`` steps with real key managers, filling the count arrays."""
         apps = self.scenario.applications
-        order = sorted(range(len(apps)), key=lambda i: -apps[i].priority)
+        order = sorted(range(len(apps)), key=lambda i: -self.classes[i])
         for i in range(n_steps):
             step = step0 + i
             bucket = step // steps_per_bucket
