@@ -7,11 +7,15 @@ cannot authorise).
 
 from __future__ import annotations
 
+import math
 import ssl
+import uuid
 from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from qkdnet.api.app import create_app
 from qkdnet.api.certs import (
@@ -21,6 +25,7 @@ from qkdnet.api.certs import (
     issue_certificate,
     issue_network,
 )
+from qkdnet.api.feeder import LinkFeeder, block_bytes, link_block
 from qkdnet.api.server import NodeServer
 from qkdnet.api.service import KmeService
 from qkdnet.api.tls import MutualTLSH11Protocol
@@ -200,3 +205,31 @@ def test_certs_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert code == 2 and "role" in err
     code, _, err = cli("issue", str(tmp_path / "nowhere"), "x")
     assert code == 2 and "init-ca" in err
+
+
+@settings(max_examples=30, deadline=None)
+@given(rate=st.floats(0, 1e7), period=st.sampled_from([0.25, 0.5, 1.0]), n=st.integers(1, 500))
+def test_feeder_blocks_add_up_to_the_rate(rate: float, period: float, n: int) -> None:
+    """Block sizes telescope: n blocks hold exactly floor(rate * n * period / 8) bytes."""
+    total = sum(block_bytes(rate, period, i) for i in range(n))
+    assert total == math.floor(rate * n * period / 8)
+
+
+def test_feeder_both_ends_agree_and_resume(tmp_path: Path) -> None:
+    secret = bytes(range(32))
+    ends: dict[str, list[tuple[uuid.UUID, bytes]]] = {"a": [], "b": []}
+    feeders = {
+        end: LinkFeeder("L", secret, 8000.0, 1000.0,
+                        lambda _link, bits, kid, end=end: ends[end].append((kid, bits)),
+                        tmp_path / f"{end}.json")
+        for end in ends
+    }
+    assert feeders["a"].step(1003.5) == 3 and feeders["b"].step(1002.2) == 2
+    feeders["b"].step(1003.9)
+    assert ends["a"] == ends["b"] and len({kid for kid, _ in ends["a"]}) == 3
+    assert all(len(bits) == 1000 for _, bits in ends["a"])  # 8000 b/s, 1 s blocks
+    # A restarted end resumes after its last block: nothing twice, nothing skipped.
+    again = LinkFeeder("L", secret, 8000.0, 1000.0,
+                       lambda _l, bits, kid: ends["a"].append((kid, bits)), tmp_path / "a.json")
+    assert again.step(1005.0) == 2
+    assert [kid for kid, _ in ends["a"]][3:] == [link_block(secret, i, 1000)[0] for i in (3, 4)]
