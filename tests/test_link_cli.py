@@ -99,6 +99,8 @@ def test_link_bad_input_is_one_line_error(run_cli: Cli) -> None:
     assert res.returncode == 2 and "pulses" in res.stderr
     res = run_cli("link", "--eve", "cloning")
     assert res.returncode == 2 and "eve" in res.stderr
+    res = run_cli("link", "--qber-threshold", "0.7")
+    assert res.returncode == 2 and "qber_threshold" in res.stderr
 
 
 def test_keys_file_is_packed_bits() -> None:

@@ -153,6 +153,9 @@ def test_bad_inputs() -> None:
         Eavesdropper.parse("intercept-resend:1.5")
     with pytest.raises(ParameterError):
         Eavesdropper.parse("photon-cloning")
+    with pytest.raises(ParameterError, match="BBM92"):
+        simulate_block(LINK, 1000, np.random.default_rng(0), protocol="bbm92",
+                       eve=Eavesdropper("pns"))
     ok = simulate_block(LINK, 10_000, np.random.default_rng(0))
     with pytest.raises(RecordsError, match="strictly increasing"):
         DetectionRecords(ok.pulse_index[::-1].copy(), ok.alice_class, ok.alice_basis,

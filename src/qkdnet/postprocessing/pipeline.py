@@ -90,6 +90,14 @@ class PipelineConfig:
                 "cascade_variant",
                 f"must be 'original' or 'optimised', got {self.cascade_variant!r}",
             )
+        if not (0.0 < self.qber_threshold <= 0.5):
+            raise ParameterError(
+                "qber_threshold", f"must be in (0, 0.5], got {self.qber_threshold!r}"
+            )
+        for name in ("epsilon_sec", "epsilon_cor"):
+            value = getattr(self, name)
+            if not (0.0 < value < 1.0):
+                raise ParameterError(name, f"must be in (0, 1), got {value!r}")
         if self.preshared_key_bits <= 0:
             raise ParameterError("preshared_key_bits", "must be > 0")
         if self.verification_tag_bits <= 0:

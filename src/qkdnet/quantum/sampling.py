@@ -150,6 +150,10 @@ def detection_probabilities(
     pz = link.basis_probability_z
     basis_p = (pz, 1.0 - pz)
     if protocol == "bbm92":
+        if eve is not None and eve.kind in ("intercept-resend", "pns"):
+            raise ParameterError(
+                "eve", f"{eve.kind} is modelled for decoy BB84 only, not for BBM92"
+            )
         return _bbm92_probabilities(link)
     if protocol != "bb84-decoy":
         raise ParameterError("protocol", f"must be 'bb84-decoy' or 'bbm92', got {protocol!r}")
