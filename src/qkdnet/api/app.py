@@ -37,6 +37,7 @@ from qkdnet.api.service import (
     MSG_SIZE_MULTIPLE_OF_8,
     KmeService,
 )
+from qkdnet.api.transport import KX_PATH, KxEndpoint
 from qkdnet.errors import (
     KeyExhausted,
     KeyNotFound,
@@ -104,14 +105,23 @@ class FastPath:
     every error is FastAPI's own 400 and the published document stays the one truth.
     """
 
-    def __init__(self, app: FastAPI, service: KmeService) -> None:
+    def __init__(self, app: FastAPI, service: KmeService, kx: KxEndpoint | None = None) -> None:
         self.app = app
         self.service = service
+        self.kx = kx
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["query_string"]:
             return await self.app(scope, receive, send)
         path = scope["path"]
+        if self.kx is not None and path == KX_PATH:
+            # Node-to-node relay messages: as many as the relayed keys, hop by hop.
+            raw = await _read_body(receive)
+            try:
+                response: Any = await self.kx.answer(scope, raw)
+            except Exception as exc:  # noqa: BLE001 — the same mapping as FastAPI's handlers
+                response = error_response(exc)
+            return await response(scope, receive, send)
         enc = _ENC_PATH.fullmatch(path)
         dec = None if enc else _DEC_PATH.fullmatch(path)
         if not (enc or dec) or not _is_json(scope):

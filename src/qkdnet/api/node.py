@@ -34,7 +34,7 @@ from qkdnet.api.app import FastPath, create_app
 from qkdnet.api.feeder import LinkFeeder
 from qkdnet.api.server import NodeServer
 from qkdnet.api.service import KmeLimits, KmeService, skip_sae_id
-from qkdnet.api.transport import HttpsTransport, kx_router
+from qkdnet.api.transport import HttpsTransport, KxEndpoint
 from qkdnet.errors import ParameterError
 
 __all__ = ["LiveNode", "open_store", "static_router"]
@@ -126,9 +126,10 @@ class LiveNode:
             node_id, self.key_manager, sae_nodes, peer_nodes=all_nodes,
             limits=limits,
         )
-        app = FastPath(create_app(self.service, extra_routers=(
-            kx_router(node_id, self.key_manager.handle_message),
-        )), self.service)
+        self.kx = KxEndpoint(node_id, self.key_manager.handle_message)
+        app = FastPath(
+            create_app(self.service, extra_routers=(self.kx.router(),)), self.service, self.kx
+        )
         self.server = NodeServer(
             app, config["cert"], config["key"], config["ca"],
             host=str(config.get("host", "127.0.0.1")), port=int(config["port"]),
@@ -158,6 +159,7 @@ class LiveNode:
         for feeder in self.feeders:
             feeder.stop()
         self.service.close()
+        self.kx.close()
         self.transport.close()
         self.store.close()
 

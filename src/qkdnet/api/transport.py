@@ -26,7 +26,7 @@ from qkdnet.api.tls import client_ssl_context, peer_identity
 from qkdnet.errors import ParameterError, QkdnetError, RelayError, Unauthorized
 from qkdnet.keys.transport import KxMessage
 
-__all__ = ["KX_PATH", "HttpsTransport", "kx_router"]
+__all__ = ["KX_PATH", "HttpsTransport", "KxEndpoint", "kx_router"]
 
 KX_PATH = "/kx/v1/message"
 
@@ -83,33 +83,37 @@ class HttpsTransport:
         self._http.close()
 
 
-def kx_router(
-    node_id: str, handler: Callable[[KxMessage], KxMessage], workers: int = 1
-) -> APIRouter:
-    """The receiving end of Kx for node ``node_id``: POST ``/kx/v1/message``.
+class KxEndpoint:
+    """The receiving end of Kx for node ``node_id``: ``POST /kx/v1/message``.
 
-    ``handler`` (``KeyManager.handle_message``) runs on its own ``workers`` threads, apart
-    from the ETSI 014 workers, so two nodes relaying to each other at once never deadlock.
-    One worker (the default) forwards relays in the order they arrived, which keeps each
-    link's key ranges in order at the next node.
+    A message is accepted only from a node certificate whose ID is its ``source_node`` and
+    only when addressed to this node. ``handler`` (``KeyManager.handle_message``) runs on
+    its own ``workers`` threads, apart from the ETSI 014 worker, so two nodes relaying to
+    each other at once never deadlock; one worker (the default) forwards relays in the
+    order they arrived, which keeps each link's key ranges in order at the next node.
     """
-    executor = ThreadPoolExecutor(workers, thread_name_prefix=f"kx-{node_id}")
-    router = APIRouter(include_in_schema=False)
 
-    @router.post(KX_PATH)
-    async def receive(request: Request) -> Any:
-        identity = peer_identity(request.scope)
+    def __init__(
+        self, node_id: str, handler: Callable[[KxMessage], KxMessage], workers: int = 1
+    ) -> None:
+        self.node_id = node_id
+        self.handler = handler
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix=f"kx-{node_id}")
+
+    async def answer(self, scope: Mapping[str, Any], raw: bytes) -> JSONResponse:
+        """The HTTP answer to one Kx message (``raw``: the request body)."""
+        identity = peer_identity(scope)
         if identity is None or identity.role is not Role.KME:
             raise Unauthorized("Kx messages are accepted from node certificates only")
-        message = KxMessage.decode(await request.body())
-        if message.source_node != identity.id or message.target_node != node_id:
+        message = KxMessage.decode(raw)
+        if message.source_node != identity.id or message.target_node != self.node_id:
             raise Unauthorized(
                 f"certificate of {identity.id!r} cannot send as {message.source_node!r} "
                 f"to {message.target_node!r}"
             )
         loop = asyncio.get_running_loop()
         try:
-            answer = await loop.run_in_executor(executor, handler, message)
+            answer = await loop.run_in_executor(self._executor, self.handler, message)
         except QkdnetError as exc:
             return JSONResponse(
                 {"message": f"{type(exc).__name__}: {exc}"},
@@ -117,4 +121,23 @@ def kx_router(
             )
         return JSONResponse(answer.to_json())
 
-    return router
+    def router(self) -> APIRouter:
+        """A FastAPI router serving :meth:`answer` (not in the published document)."""
+        router = APIRouter(include_in_schema=False)
+
+        @router.post(KX_PATH)
+        async def receive(request: Request) -> Any:
+            return await self.answer(request.scope, await request.body())
+
+        return router
+
+    def close(self) -> None:
+        """Stop the worker threads."""
+        self._executor.shutdown(wait=True)
+
+
+def kx_router(
+    node_id: str, handler: Callable[[KxMessage], KxMessage], workers: int = 1
+) -> APIRouter:
+    """A router for :class:`KxEndpoint` (``node_id``, ``handler``, ``workers``)."""
+    return KxEndpoint(node_id, handler, workers).router()
