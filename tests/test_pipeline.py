@@ -32,8 +32,11 @@ PULSES = 3_000_000
 
 def test_honest_block_gives_identical_keys_of_the_proven_length() -> None:
     rng = np.random.default_rng(7)
-    pipe = Pipeline(rng=np.random.default_rng(8), clock=time.perf_counter)
+    stages: list[str] = []
+    pipe = Pipeline(rng=np.random.default_rng(8), clock=time.perf_counter,
+                    on_stage=stages.append)
     result = pipe.process(simulate_block(FAST, PULSES, rng))
+    assert stages == ["sift", "estimate", "reconcile", "verify", "amplify"]
     assert not result.aborted, result.abort_reason
     assert result.alice_key is not None and result.bob_key is not None
     assert np.array_equal(result.alice_key, result.bob_key) and result.keys_match

@@ -223,6 +223,7 @@ def run_blocks(
             if on_records is not None:
                 on_records(records)
             progress.update(task, description="post-processing")
+            pipeline.set_on_stage(lambda name: progress.update(task, description=name))
             result = pipeline.process(records)
             report.add(result, keep_keys)
             progress.advance(task, records.total_pulses)

@@ -173,7 +173,8 @@ class Pipeline:
     """Streaming post-processing of blocks of :class:`DetectionRecords`.
 
     ``rng`` drives every random choice (Cascade shuffles, hash seeds, Toeplitz seeds).
-    ``clock`` (e.g. ``time.perf_counter``) times the stages; ``tamper`` (a man-in-the-middle
+    ``clock`` (e.g. ``time.perf_counter``) times the stages; ``on_stage`` is called with each
+    stage's name as it starts (for a progress display); ``tamper`` (a man-in-the-middle
     on the classical channel) receives every frame and returns the frame delivered.
     """
 
@@ -183,6 +184,7 @@ class Pipeline:
         *,
         rng: np.random.Generator,
         clock: Callable[[], float] | None = None,
+        on_stage: Callable[[str], None] | None = None,
         tamper: Tamper | None = None,
         auth_rng: np.random.Generator | None = None,
         preshared_key: np.ndarray | None = None,
@@ -190,6 +192,7 @@ class Pipeline:
         self.config = config or PipelineConfig()
         self.rng = rng
         self._clock = clock
+        self._on_stage = on_stage
         self.summary = PipelineSummary()
         if preshared_key is None:
             # A simulation draws the pre-shared key; a real deployment passes its own.
@@ -215,6 +218,16 @@ class Pipeline:
         if self._pool_executor is not None:
             self._pool_executor.shutdown(wait=True)
             self._pool_executor = None
+
+    def set_on_stage(self, on_stage: Callable[[str], None] | None) -> None:
+        """Replace the stage callback (see the class docstring)."""
+        self._on_stage = on_stage
+
+    def _stage(self, name: str) -> float:
+        """Announce a stage (for a progress display) and return the clock reading."""
+        if self._on_stage is not None:
+            self._on_stage(name)
+        return self._now()
 
     def _now(self) -> float:
         return self._clock() if self._clock is not None else 0.0
@@ -291,7 +304,7 @@ class Pipeline:
         }
         self._index += 1
         try:
-            t = self._now()
+            t = self._stage("sift")
             block = sift(records)
             seconds["sift"] = self._now() - t
             info["sifted_bits"] = block.sifted_bits
@@ -303,7 +316,7 @@ class Pipeline:
             for sender, message in block.messages:
                 self._send(sender, message, seconds)
 
-            t = self._now()
+            t = self._stage("estimate")
             est = estimate_parameters(
                 block,
                 epsilon_sec=cfg.epsilon_sec,
@@ -313,7 +326,7 @@ class Pipeline:
             seconds["estimate"] = self._now() - t
             info.update(estimate=est, qber=est.qber, qber_interval=(est.qber_lower, est.qber_upper))
 
-            t = self._now()
+            t = self._stage("reconcile")
             try:
                 rec = self._reconcile(block.alice_key, block.bob_key, est.qber)
             except ProtocolAbort as exc:
@@ -336,14 +349,14 @@ class Pipeline:
                 efficiency=efficiency(rec.leaked_bits, n, qber_actual),
             )
 
-            t = self._now()
+            t = self._stage("verify")
             ver = verify_keys(block.alice_key, corrected, self.rng, cfg.verification_tag_bits)
             seconds["verify"] = self._now() - t
             info["verification_leaked_bits"] = int(ver.leaked_bits)
             # Alice sends her hash keys and tag; Bob's check happened in verify_keys.
             self._send("alice", np.asarray(ver.seed, dtype="<u8").tobytes() + ver.tag, seconds)
 
-            t = self._now()
+            t = self._stage("amplify")
             leaked = int(rec.leaked_bits) + int(ver.leaked_bits)
             # The correctness term uses the bound the verification hash actually gives.
             est = replace(est, epsilon_cor=max(est.epsilon_cor, float(ver.epsilon_cor)))
