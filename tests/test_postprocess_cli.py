@@ -14,7 +14,16 @@ from qkdnet.cli import main
 from qkdnet.errors import RecordsError
 from qkdnet.quantum.link import LinkSpec
 from qkdnet.quantum.sampling import simulate_block
-from qkdnet.recordsio import convert, load_pair, read_party, split, write_pair, write_party
+from qkdnet.recordsio import (
+    PartyRecords,
+    convert,
+    join,
+    load_pair,
+    read_party,
+    split,
+    write_pair,
+    write_party,
+)
 
 LINK = LinkSpec(length_km=5.0, detector_efficiency=0.5, intensities=(0.6, 0.2, 0.0),
                 intensity_probabilities=(0.5, 0.3, 0.2))
@@ -138,3 +147,26 @@ def test_malformed_and_mismatched_files_are_refused(
     ca.write_text("\n".join(lines) + "\n")
     with pytest.raises(RecordsError, match="increasing"):
         read_party(ca)
+
+
+def test_alice_full_log_joins_on_bobs_detections(records: object) -> None:
+    """Alice's file may list every pulse she sent; only Bob's detections are kept."""
+    alice, bob = split(records, "run-1")  # type: ignore[arg-type]
+    rng = np.random.default_rng(5)
+    extra = np.setdiff1d(np.arange(0, int(alice.pulse_index[-1]) + 1, 7), alice.pulse_index)
+    idx = np.concatenate([alice.pulse_index, extra])
+    order = np.argsort(idx)
+    n_extra = extra.size
+
+    def widen(values: np.ndarray, high: int) -> np.ndarray:
+        more = rng.integers(0, high, n_extra).astype(values.dtype)
+        return np.concatenate([values, more])[order]
+
+    full = PartyRecords(
+        role="alice", pulse_index=idx[order], basis=widen(alice.basis, 2),
+        bit=widen(alice.bit, 2), intensity_class=widen(alice.intensity_class, 3),
+        pulses_sent=alice.pulses_sent, intensities=alice.intensities, block_id="run-1",
+    )
+    joined = join(full, bob)
+    for name in ("pulse_index", "alice_class", "alice_basis", "alice_bit", "bob_bit"):
+        assert np.array_equal(getattr(joined, name), getattr(records, name)), name
