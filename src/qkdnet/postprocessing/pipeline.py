@@ -8,8 +8,9 @@ One block at a time, with memory bounded by one block:
 
 Every public message (sifting announcements, the reconciliation transcript, the
 verification tag, the privacy-amplification seed) goes over an authenticated channel
-(Wegman–Carter). The pre-shared key that authentication consumes is repaid from the next
-block's output, and the net key reported is after that subtraction (REFERENCES.md,
+(Wegman–Carter). The pre-shared key that authentication consumes is repaid from the
+output (the first bits of each block's key refill the pool that the next block's messages
+draw on), and the net key reported is after that subtraction (REFERENCES.md,
 "Post-processing"). A block that aborts (QBER too high, no positive key length, failed
 verification, failed authentication) emits no key.
 
@@ -169,6 +170,16 @@ def _pack(bits: np.ndarray) -> bytes:
     return bytes(np.packbits(bits).tobytes())
 
 
+_EXECUTOR: list[ThreadPoolExecutor] = []
+
+
+def _executor() -> ThreadPoolExecutor:
+    """Two worker threads shared by every pipeline of the process (Alice's end, Bob's end)."""
+    if not _EXECUTOR:
+        _EXECUTOR.append(ThreadPoolExecutor(max_workers=2, thread_name_prefix="qkd-end"))
+    return _EXECUTOR[0]
+
+
 class Pipeline:
     """Streaming post-processing of blocks of :class:`DetectionRecords`.
 
@@ -204,20 +215,8 @@ class Pipeline:
             PreSharedKeyPool(preshared_key), PreSharedKeyPool(preshared_key), tamper=tamper
         )
         self._index = 0
-        self._pool_executor: ThreadPoolExecutor | None = None
 
     # -- helpers ---------------------------------------------------------------------------
-
-    def _executor(self) -> ThreadPoolExecutor:
-        if self._pool_executor is None:
-            self._pool_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="qkd-end")
-        return self._pool_executor
-
-    def close(self) -> None:
-        """Release the worker threads (the pipeline may still be used afterwards)."""
-        if self._pool_executor is not None:
-            self._pool_executor.shutdown(wait=True)
-            self._pool_executor = None
 
     def set_on_stage(self, on_stage: Callable[[str], None] | None) -> None:
         """Replace the stage callback (see the class docstring)."""
@@ -379,7 +378,7 @@ class Pipeline:
             self._send("alice", _pack(seed), seconds)
             t = self._now()
             if cfg.concurrent_ends:
-                pool = self._executor()
+                pool = _executor()
                 fa = pool.submit(toeplitz_hash, block.alice_key, ell, seed, method)
                 fb = pool.submit(toeplitz_hash, corrected, ell, seed, method)
                 alice_final, bob_final = fa.result(), fb.result()
