@@ -28,7 +28,7 @@ bit for bit against the dense matrix product:
   rounding is kept safe by bounding the transform length (blocks of at most 2^25 output
   and input bits, so each integer is < 2^25 and the FFT error is ~1e-7 << 1/2) and checked
   at run time: if any result is further than 1/4 from an integer the call raises instead of
-  returning a wrong key. Kept as an independent cross-check; 7-15x slower here.
+  returning a wrong key. Kept as an independent cross-check; ~20-30x slower here.
 
 ``method="auto"`` (the default) picks "ternary" or "clmul" by the size. See
 docs/security.md for why the family is two-universal and for measured throughput.
