@@ -8,12 +8,19 @@ Data layout, per pass ``p`` (permutation ``t -> (mult*t + off) mod n``):
 
 * ``blockerr[p, blk]`` — parity of the *errors* (Alice xor Bob) in a block: what Bob learns
   by comparing Alice's disclosed parity with his own.
-* ``ebits[p]`` / ``fen[p]`` — Bob's error indicator in pass-``p`` order: a bitset for
-  passes with blocks of at most ``SMALL_BLOCK`` bits (flip O(1), range parity over a few
-  64-bit words), a XOR Fenwick tree (one bit per node) for the larger ones, so the error
-  parity of any range is O(log n) even in the half-key blocks of the late passes.
-* ``apre[p]`` — prefix XOR of Alice's bits in pass-``p`` order, all passes computed up front
-  in parallel (Alice's side of every disclosed block and sub-block parity).
+* ``ebits[p]`` — Bob's error indicator in pass-``p`` order, a bitset, for passes with
+  blocks of at most ``SMALL_BLOCK`` bits (flip O(1), range parity over a few 64-bit
+  words). Passes with larger blocks are searched rarely (a handful of rounds per key):
+  for each such round Bob's remaining errors are mapped to pass order and sorted
+  (``epos``), and the error parity of a range is the parity of a difference of two
+  binary-search ranks; a correction then costs nothing in those passes but a block flip.
+  (An earlier version kept a XOR Fenwick tree per large pass and paid ~19 updates per
+  pass for every correction.)
+* ``apre[p]`` — prefix XOR of Alice's bits in pass-``p`` order (Alice's side of every
+  disclosed block and sub-block parity), filled when pass ``p`` starts if its blocks are
+  small, else only when one of its blocks is first searched; the block parities of a
+  large-block pass are a plain XOR over the block, without storing the prefix (most
+  late passes are never searched).
 * ``known[p, t]`` — sub-block reuse: deepest level ``d`` such that the left child starting
   at ``t`` at depth ``d`` of the binary-search tree already had its parity disclosed.
   Searches always descend from the block root, so the known left children starting at a
@@ -30,7 +37,7 @@ is reconciled as several frames).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 MSG_PARITIES = 1
 MSG_ODD = 2
@@ -38,7 +45,7 @@ MSG_LEFT = 3
 MSG_DIR = 4
 MSG_FRAME = 5
 # Passes with blocks up to this size keep Bob's error indicator as a plain bitset (O(1)
-# update, a few words per query); larger ones a Fenwick tree (O(log n) both).
+# update, a few words per query); larger ones a sorted list of the errors per round.
 SMALL_BLOCK = 4096
 MAX_DEPTH = 40
 
@@ -87,24 +94,6 @@ def _put_bits(buf: np.ndarray, pos: int, bits: np.ndarray, count: int) -> int:
     return pos + nbytes
 
 
-@njit(cache=True)
-def _fen_update(fen: np.ndarray, p: int, n: int, t: int) -> None:
-    i = t + 1
-    while i <= n:
-        fen[p, i >> 3] ^= np.uint8(1 << (i & 7))
-        i += i & (-i)
-
-
-@njit(cache=True)
-def _fen_prefix(fen: np.ndarray, p: int, t: int) -> int:
-    x = 0
-    i = t
-    while i > 0:
-        x ^= (fen[p, i >> 3] >> (i & 7)) & 1
-        i -= i & (-i)
-    return x
-
-
 @njit(cache=True, inline="always")
 def _word_parity(x: np.uint64) -> int:
     x ^= x >> np.uint64(32)
@@ -132,23 +121,6 @@ def _bits_range(ebits: np.ndarray, p: int, lo: int, hi: int) -> int:
     return _word_parity(x)
 
 
-@njit(cache=True)
-def _fen_range(fen: np.ndarray, p: int, lo: int, hi: int) -> int:
-    # parity of [lo, hi): walk both prefixes down until they meet, which takes about
-    # 2 log2(hi - lo) steps instead of log2(n) for each prefix
-    x = 0
-    i = hi
-    j = lo
-    while i != j:
-        if i > j:
-            x ^= (fen[p, i >> 3] >> (i & 7)) & 1
-            i -= i & (-i)
-        else:
-            x ^= (fen[p, j >> 3] >> (j & 7)) & 1
-            j -= j & (-j)
-    return x
-
-
 @njit(cache=True, inline="always")
 def _pos(j: int, n: int, off: int, inv: int, ninv: float) -> int:
     # inverse permutation: position of original index j in pass order, (j - off) inv mod n.
@@ -166,37 +138,50 @@ def _pos(j: int, n: int, off: int, inv: int, ninv: float) -> int:
     return r
 
 
-def _alice_prefixes(
-    packed: np.ndarray, n: int, mults: np.ndarray, offs: np.ndarray, ptab: np.ndarray
-) -> np.ndarray:
-    """Prefix XOR of Alice's key in the order of every pass, ``(passes, n + 1)`` uint8.
+@njit(cache=True, nogil=True)
+def _fill_prefix(
+    apre: np.ndarray, p: int, packed: np.ndarray, n: int, ptab: np.ndarray, mult: int, off: int
+) -> None:
+    # prefix XOR of Alice's key in pass-p order (explicit permutation when p < len(ptab),
+    # else the affine map): apre[p, t] = parity of the first t bits of the pass
+    acc = np.uint8(0)
+    apre[p, 0] = 0
+    if p < ptab.shape[0]:
+        for t in range(n):
+            j = ptab[p, t]
+            acc ^= (packed[j >> 3] >> (j & 7)) & np.uint8(1)
+            apre[p, t + 1] = acc
+    else:
+        j = off
+        for t in range(n):
+            acc ^= (packed[j >> 3] >> (j & 7)) & np.uint8(1)
+            apre[p, t + 1] = acc
+            j += mult
+            if j >= n:
+                j -= n
 
-    Passes ``p < len(ptab)`` use the explicit permutation ``ptab[p]``, the others the
-    affine one. Alice's key never changes, so all passes are computed up front, one pass
-    per thread in the parallel build. ``packed`` is the key packed LSB first
-    (``np.packbits(..., bitorder="little")``): at n/8 bytes it stays in cache.
-    """
-    npass = mults.shape[0]
-    nexp = ptab.shape[0]
-    apre = np.empty((npass, n + 1), dtype=np.uint8)
-    for p in prange(npass):
+
+@njit(cache=True, nogil=True)
+def _block_parities(
+    bits: np.ndarray, nsend: int, k: int, p: int, packed: np.ndarray, n: int,
+    ptab: np.ndarray, mult: int, off: int,
+) -> None:
+    # parities of Alice's first nsend blocks of pass p, without storing the prefix
+    j = off
+    for blk in range(nsend):
         acc = np.uint8(0)
-        apre[p, 0] = 0
-        if p < nexp:
-            for t in range(n):
-                j = ptab[p, t]
-                acc ^= (packed[j >> 3] >> (j & 7)) & np.uint8(1)
-                apre[p, t + 1] = acc
+        hi = min(n, (blk + 1) * k)
+        if p < ptab.shape[0]:
+            for t in range(blk * k, hi):
+                jj = ptab[p, t]
+                acc ^= (packed[jj >> 3] >> (jj & 7)) & np.uint8(1)
         else:
-            mult = mults[p]
-            j = offs[p]
-            for t in range(n):
+            for _ in range(blk * k, hi):
                 acc ^= (packed[j >> 3] >> (j & 7)) & np.uint8(1)
-                apre[p, t + 1] = acc
                 j += mult
                 if j >= n:
                     j -= n
-    return apre
+        bits[blk] = acc
 
 
 @njit(cache=True, nogil=True)
@@ -225,26 +210,11 @@ def random_permutation(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     return perm, inv
 
 
-# Threads only pay off on long keys: below this the pool's start-up costs more than it saves.
-PARALLEL_MIN_BITS = 1 << 19
-alice_prefixes_serial = njit(cache=True, nogil=True)(_alice_prefixes)
-alice_prefixes_parallel = njit(cache=True, parallel=True)(_alice_prefixes)
-
-
-def alice_prefixes(
-    packed: np.ndarray, n: int, mults: np.ndarray, offs: np.ndarray, ptab: np.ndarray
-) -> np.ndarray:
-    """Dispatch to the serial or the parallel build by key length (see ``_alice_prefixes``)."""
-    if n >= PARALLEL_MIN_BITS:
-        return alice_prefixes_parallel(packed, n, mults, offs, ptab)
-    return alice_prefixes_serial(packed, n, mults, offs, ptab)
-
-
 @njit(cache=True, nogil=True)
 def cascade_kernel(
     a: np.ndarray,
     b: np.ndarray,
-    apre: np.ndarray,
+    packed: np.ndarray,
     ptab: np.ndarray,
     itab: np.ndarray,
     errs0: np.ndarray,
@@ -257,7 +227,7 @@ def cascade_kernel(
 ) -> tuple[np.ndarray, int, np.ndarray, int, int]:
     """Run Cascade in place on ``b``; return (b, leaked bits, transcript, length, messages).
 
-    ``apre`` comes from :func:`alice_prefixes`; passes ``p < len(ptab)`` are shuffled by
+    ``packed`` is Alice's key packed LSB first; passes ``p < len(ptab)`` are shuffled by
     the explicit permutation ``ptab[p]`` (inverse ``itab[p]``), the others by the affine
     map of ``mults``/``offs``/``invs``; ``errs0`` lists the positions where the
     keys differ (the simulation's knowledge, used only to drive Bob's side sparsely).
@@ -276,9 +246,14 @@ def cascade_kernel(
     inlist = np.zeros((npass, maxblocks), dtype=np.uint8)
     oddlist = np.empty((npass, maxblocks), dtype=np.int64)
     oddcount = np.zeros(npass, dtype=np.int64)
-    fen = np.zeros((npass, (n >> 3) + 1), dtype=np.uint8)  # one bit per tree node
     ebits = np.zeros((npass, (n >> 6) + 1), dtype=np.uint64)  # small-block passes
+    # calloc'd: only the pages of passes that are searched are ever touched
     known = np.zeros((npass, n), dtype=np.uint8)
+    # Alice's prefix XOR per pass, filled only for passes that need it (see _fill_prefix)
+    apre = np.empty((npass, n + 1), dtype=np.uint8)
+    have = np.zeros(npass, dtype=np.uint8)
+    # large-block passes: Bob's current errors in pass order, sorted, rebuilt per round
+    epos = np.empty(max(errs0.shape[0], 1), dtype=np.int64)
 
     # per-round scratch: disclosed flag, disclosed bit and direction per search and level
     s_depth = np.zeros(maxblocks, dtype=np.int64)
@@ -312,8 +287,15 @@ def cascade_kernel(
             nsend = nb - 1
         if nb > bits.shape[0]:
             bits = np.empty(nb, dtype=np.uint8)
-        for blk in range(nsend):
-            bits[blk] = apre[p, min(n, (blk + 1) * k)] ^ apre[p, blk * k]
+        if k <= SMALL_BLOCK:
+            # many small blocks, searched often: keep the whole prefix
+            _fill_prefix(apre, p, packed, n, ptab, mult, off)
+            have[p] = 1
+            for blk in range(nsend):
+                bits[blk] = apre[p, min(n, (blk + 1) * k)] ^ apre[p, blk * k]
+        else:
+            # a few large blocks, rarely searched: parities only, the prefix on demand
+            _block_parities(bits, nsend, k, p, packed, n, ptab, mult, off)
         buf = _grow(buf, pos, 22 + (nsend + 7) // 8)
         pos = _header(buf, pos, MSG_PARITIES, p, nsend)
         pos = _put_u64(buf, pos, mult)
@@ -336,8 +318,6 @@ def cascade_kernel(
             blockerr[p, t // k] ^= 1
             if k <= SMALL_BLOCK:
                 ebits[p, t >> 6] ^= np.uint64(1) << np.uint64(t & 63)
-            else:
-                _fen_update(fen, p, n, t)
         for blk in range(nb):
             if blockerr[p, blk] and not inlist[p, blk]:
                 inlist[p, blk] = 1
@@ -374,15 +354,36 @@ def cascade_kernel(
                 pos = _put_u32(buf, pos, roundblocks[i])
             messages += 1
 
+            small = kq <= SMALL_BLOCK
+            ne = 0
+            if not small:
+                if not have[q]:
+                    _fill_prefix(apre, q, packed, n, ptab, mq, oq)
+                    have[q] = 1
+                # Bob's remaining errors in pass-q order, sorted: the error parity of a
+                # range is the parity of a difference of two binary-search ranks. The
+                # round's blocks are disjoint, so its own corrections never fall inside
+                # a range queried later in the round.
+                w = 0
+                for i in range(nerr):
+                    jj = errs[i]
+                    if a[jj] != b[jj]:
+                        errs[w] = jj
+                        w += 1
+                        epos[ne] = int(itab[q, jj]) if q < nexp else _pos(
+                            jj, n, oq, invs[q], ninv
+                        )
+                        ne += 1
+                nerr = w
+                epos[:ne].sort()
             maxd = 0
             for s in range(m):
                 blk = roundblocks[s]
                 lo = blk * kq
                 hi = min(n, lo + kq)
                 d = 0
-                # Bob's error parity of [0, lo) in pass order; one Fenwick query per level
-                small = kq <= SMALL_BLOCK
-                plo = 0 if small else _fen_prefix(fen, q, lo)
+                # Bob's error count in [0, lo) in pass order (large blocks)
+                plo = 0 if small else np.searchsorted(epos[:ne], lo)
                 while hi - lo > 1:
                     mid = (lo + hi) // 2
                     d += 1
@@ -398,8 +399,8 @@ def cascade_kernel(
                         pmid = _bits_range(ebits, q, lo, mid)
                         plo = 0
                     else:
-                        pmid = _fen_prefix(fen, q, mid)
-                    if pmid ^ plo:
+                        pmid = np.searchsorted(epos[:ne], mid)
+                    if (pmid - plo) & 1:
                         s_dir[s, d - 1] = 0
                         hi = mid
                     else:
@@ -418,8 +419,6 @@ def cascade_kernel(
                     blockerr[r, br] ^= 1
                     if ks[r] <= SMALL_BLOCK:
                         ebits[r, tr >> 6] ^= np.uint64(1) << np.uint64(tr & 63)
-                    else:
-                        _fen_update(fen, r, n, tr)
                     if blockerr[r, br] and not inlist[r, br]:
                         inlist[r, br] = 1
                         oddlist[r, oddcount[r]] = br

@@ -57,8 +57,6 @@ from qkdnet.postprocessing._cascade_core import (
     MSG_LEFT,
     MSG_ODD,
     MSG_PARITIES,
-    alice_prefixes,
-    alice_prefixes_serial,
     cascade_kernel,
     random_permutation,
 )
@@ -200,10 +198,10 @@ def reconcile_cascade(
         sizes = cascade_block_sizes(n, qber, variant)
         mults, offs, invs = _affine_permutations(n, sizes.shape[0], rng)
         ptab, itab = shuffle_tables(n, offs)
-        apre = alice_prefixes(np.packbits(a, bitorder="little"), n, mults, offs, ptab)
+        packed = np.packbits(a, bitorder="little")
         errs = np.flatnonzero(a != b).astype(np.int64)
         corrected, leak, buf, length, messages = cascade_kernel(
-            a, b.copy(), apre, ptab, itab, errs, sizes, mults, offs, invs, optimised, optimised
+            a, b.copy(), packed, ptab, itab, errs, sizes, mults, offs, invs, optimised, optimised
         )
         return ReconciliationResult(
             corrected_bits=corrected,
@@ -229,10 +227,9 @@ def reconcile_cascade(
         fb = corrected[lo:hi]  # a view: the kernel corrects Bob's frame in place
         ptab, itab = shuffle_tables(hi - lo, offs)
         packed = np.packbits(fa, bitorder="little")
-        apre = alice_prefixes_serial(packed, hi - lo, mults, offs, ptab)
         errs = np.flatnonzero(fa != fb).astype(np.int64)
         _, leak, buf, length, messages = cascade_kernel(
-            fa, fb, apre, ptab, itab, errs, sizes, mults, offs, invs, optimised, optimised
+            fa, fb, packed, ptab, itab, errs, sizes, mults, offs, invs, optimised, optimised
         )
         return int(leak), bytes(buf[:length]), int(messages)
 
