@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from qkdnet.errors import ParameterError
 from qkdnet.scenario import Scenario, load_scenario, parse_duration_s
 from qkdnet.simulation import simulate
 from qkdnet.simulation.report import write_report
@@ -52,10 +53,18 @@ def register(app: typer.Typer) -> None:
             "default: the scenario's duration_s.")] = None,
         out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path(
             "simulate-out"),
+        engine: Annotated[str | None, typer.Option(
+            "--engine", help="vector (fast) or keymanager (real key managers, small "
+            "networks); default: the scenario's simulation.engine.")] = None,
     ) -> None:
         """Simulate a QKD network over time: a self-contained HTML report with plots
         (topology, pools, demand served/refused, relay paths, events and reroutes) and
         JSON/CSV of every series."""
         sc = load_scenario(scenario)
+        if engine is not None:
+            if engine not in ("vector", "keymanager"):
+                raise ParameterError("--engine", f"vector or keymanager, got {engine!r}")
+            sc = sc.model_copy(update={
+                "simulation": sc.simulation.model_copy(update={"engine": engine})})
         duration_s = None if duration is None else parse_duration_s(duration, "--duration")
         run_and_report(sc, duration_s, out)

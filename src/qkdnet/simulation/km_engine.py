@@ -10,10 +10,12 @@ fetches them with ``retrieve`` and the two copies are compared. This is the code
 ``qkdnet serve`` runs, so it checks the vector engine (a test compares them) but costs
 milliseconds per key: use it for small networks and short times.
 
+It stores real key bytes: memory grows with the key in the pools (up to each link's
+``pool_capacity_bits``), so keep link rates, capacities and durations small.
+
 Known differences from the vector engine: a KeyManager relays over one link per
-neighbour (``KeyManager.link_to``), so parallel links are not pooled; pools have no
-capacity limit; within a step applications are served one after another in priority
-order instead of in proportion.
+neighbour (``KeyManager.link_to``), so parallel links are not pooled; within a step
+applications are served one after another in priority order instead of in proportion.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class KeyManagerWorld:
                 self.kms[link.a].deposit_link_key(link.id, bits, kid)
                 self.kms[link.b].deposit_link_key(link.id, bits, kid)
         self.keys_checked = 0
+        self.capacity = [int(ln.pool_capacity_bits // 8) for ln in scenario.links]
         self.classes = classes or [a.priority for a in scenario.applications]
 
     def set_node_up(self, node_id: str, up: bool) -> None:
@@ -110,8 +113,14 @@ class KeyManagerWorld:
                 carry[li] += produce[li]
                 whole = int(carry[li])
                 carry[li] -= whole
-                for _ in range(whole):
-                    bits = self.rng.bytes(self.block_bytes)
+                if whole == 0:
+                    continue
+                # This step's whole blocks go in as one key block (the store hands out
+                # byte ranges, so the accounting is the same), up to the pool's capacity.
+                room = self.capacity[li] - self.kms[link.a].link_key_bytes(link.id)
+                size = min(whole * self.block_bytes, max(0, room))
+                if size > 0:
+                    bits = self.rng.bytes(size)
                     kid = uuid.UUID(bytes=self.rng.bytes(16), version=4)
                     self.kms[link.a].deposit_link_key(link.id, bits, kid)
                     self.kms[link.b].deposit_link_key(link.id, bits, kid)

@@ -47,10 +47,7 @@ def pipeline_rate_and_qber(link: LinkSpecModel, rng: np.random.Generator) -> tup
     protocol = link.protocol if link.protocol in ("bb84-decoy", "bbm92") else "bb84-decoy"
     records = simulate_block(spec, link.pipeline_pulses, quantum_rng, protocol=protocol)
     pipeline = Pipeline(rng=classical_rng, auth_rng=auth_rng)
-    try:
-        result = pipeline.process(records)
-    finally:
-        pipeline.close()
+    result = pipeline.process(records)
     rate_bps = result.net_secret_bits / link.pipeline_pulses * spec.repetition_rate_hz
     qber = result.qber if result.qber is not None else signal_qber(link)
     return float(rate_bps), float(qber)
