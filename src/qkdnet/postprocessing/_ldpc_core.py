@@ -261,3 +261,164 @@ def decode_sum_product(
             ok = False
             break
     return x, ok, max_iter
+
+
+# phi(x) = -log(tanh(x / 2)) = log((e^x + 1) / (e^x - 1)), an involution on x > 0; the
+# sum-product check update in the log domain is |c2v_e| = phi(sum_{e' != e} phi(|q_e'|))
+# (Gallager 1963; Richardson & Urbanke, "Modern Coding Theory", Sec. 4.1), so a table of phi
+# replaces the per-edge tanh / atanh of the product form.
+_PHI_STEP = 1.0 / 64.0
+_PHI_MAX = 30.0
+_PHI_SIZE = int(_PHI_MAX / _PHI_STEP) + 2
+
+
+def _phi_table() -> np.ndarray:
+    x = (np.arange(_PHI_SIZE) + 0.5) * _PHI_STEP  # cell midpoints: no phi(0) = inf
+    return np.log1p(2.0 / np.expm1(x)).astype(np.float32)
+
+
+PHI_TABLE = _phi_table()
+
+
+@njit(cache=True, inline="always")
+def _phi(x: float | np.floating, table: np.ndarray) -> float:
+    i = int(x * 64.0)
+    if i >= table.shape[0]:
+        return 0.0
+    return table[i]
+
+
+@njit(cache=True, fastmath=True, nogil=True)
+def decode_layered(
+    check_ptr: np.ndarray,
+    edge_var: np.ndarray,
+    llr: np.ndarray,
+    synd: np.ndarray,
+    max_iter: int,
+    table: np.ndarray,
+    c2v: np.ndarray,
+    stall: int,
+) -> tuple[np.ndarray, bool, int]:
+    """Layered (serial-by-check) sum-product syndrome decoding with early termination.
+
+    Each check in turn reads its variables' current posteriors, removes its own old message,
+    and writes the new message straight back (Hocevar, "A reduced complexity decoder
+    architecture via layered decoding of LDPC codes", SIPS 2004): the schedule converges in
+    about half the iterations of flooding. Check updates use the log-domain rule with a phi
+    table (``PHI_TABLE``, step 1/64), the sign flipped where the syndrome bit is 1.
+
+    ``llr[v] = log P(x_v = 0 | y) / P(x_v = 1 | y)`` (0 at a punctured position).
+    ``c2v`` (float32, one per edge) holds the check-to-variable messages in and out: zeros
+    for a cold start, or the state of an earlier failed run on the same frame (a warm start
+    after more positions were pinned). The syndrome of the hard decision is tested after
+    every iteration; decoding stops as soon as it equals ``synd`` (success), after
+    ``max_iter`` iterations, or when the number of unsatisfied checks has not reached a new
+    minimum for ``stall`` iterations (a stuck decoder: stop early, the caller reveals more).
+    Returns (hard decision, converged, iterations used).
+    """
+    m = check_ptr.shape[0] - 1
+    n = llr.shape[0]
+    ne = edge_var.shape[0]
+    total = llr.astype(np.float32)
+    for e in range(ne):
+        total[edge_var[e]] += c2v[e]
+    qbuf = np.empty(ne, dtype=np.float32)  # per-edge v2c message of the current check
+    x = np.empty(n, dtype=np.uint8)
+    best = m + 1
+    since = 0
+    for it in range(max_iter + 1):
+        for v in range(n):
+            x[v] = 1 if total[v] < 0 else 0
+        bad = 0
+        for c in range(m):
+            acc = synd[c]
+            for e in range(check_ptr[c], check_ptr[c + 1]):
+                acc ^= x[edge_var[e]]
+            bad += acc
+        if bad == 0:
+            return x, True, it
+        if bad < best:
+            best = bad
+            since = 0
+        else:
+            since += 1
+        if it == max_iter or since > stall:
+            return x, False, it
+        for c in range(m):
+            start = check_ptr[c]
+            end = check_ptr[c + 1]
+            neg = synd[c] != 0
+            ssum = np.float32(0.0)
+            for e in range(start, end):
+                q = total[edge_var[e]] - c2v[e]
+                qbuf[e] = q
+                if q < 0:
+                    neg = not neg
+                    ssum += _phi(-q, table)
+                else:
+                    ssum += _phi(q, table)
+            for e in range(start, end):
+                q = qbuf[e]
+                aq = q if q >= 0 else -q
+                rest = ssum - _phi(aq, table)
+                mag = _phi(rest if rest > 0.0 else 0.0, table)
+                # the extrinsic sign: the product of all signs times this edge's own
+                s_neg = neg != (q < 0)
+                val = -mag if s_neg else mag
+                c2v[e] = val
+                total[edge_var[e]] = q + val
+    return x, False, max_iter
+
+
+@njit(cache=True)
+def untainted_order(
+    check_ptr: np.ndarray, edge_var: np.ndarray, n_vars: int, seed: int
+) -> np.ndarray:
+    """Variables to puncture, in reveal order, such that no check has two of them.
+
+    Greedy untainted puncturing (Elkouss, Martinez-Mateo, Martin, "Untainted puncturing for
+    irregular low-density parity-check codes", IEEE Wireless Commun. Lett. 1, 2012): visit
+    variables by increasing degree (random order within a degree), take one if none of its
+    checks already holds a punctured variable. Every taken variable is then recoverable in
+    one step, and the punctured columns of H have disjoint supports, so they are linearly
+    independent over GF(2) (the leak accounting in ``ldpc.py`` relies on this).
+    """
+    m = check_ptr.shape[0] - 1
+    ne = edge_var.shape[0]
+    vdeg = np.zeros(n_vars, dtype=np.int64)
+    for e in range(ne):
+        vdeg[edge_var[e]] += 1
+    vptr = np.zeros(n_vars + 1, dtype=np.int64)
+    for v in range(n_vars):
+        vptr[v + 1] = vptr[v] + vdeg[v]
+    fill = vptr[:-1].copy()
+    vchk = np.empty(ne, dtype=np.int64)
+    for c in range(m):
+        for e in range(check_ptr[c], check_ptr[c + 1]):
+            v = edge_var[e]
+            vchk[fill[v]] = c
+            fill[v] += 1
+    state = np.uint64(seed)
+    key = np.empty(n_vars, dtype=np.float64)
+    for v in range(n_vars):
+        state, r = _splitmix(state)
+        key[v] = vdeg[v] + (r >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+    order = np.argsort(key)
+    used = np.zeros(m, dtype=np.uint8)
+    out = np.empty(n_vars, dtype=np.int64)
+    cnt = 0
+    for idx in range(n_vars):
+        v = order[idx]
+        if vdeg[v] == 0:
+            continue
+        free = True
+        for t in range(vptr[v], vptr[v + 1]):
+            if used[vchk[t]]:
+                free = False
+                break
+        if free:
+            for t in range(vptr[v], vptr[v + 1]):
+                used[vchk[t]] = 1
+            out[cnt] = v
+            cnt += 1
+    return out[:cnt].copy()

@@ -1,31 +1,41 @@
-"""LDPC syndrome reconciliation, rate-adaptive by shortening (hazmat layer).
+"""LDPC syndrome reconciliation, rate-adaptive by puncturing and shortening (hazmat layer).
 
-One-way protocol (Elkouss, Martinez-Mateo, Lancho, Martin, "Rate compatible protocol for
-information reconciliation: an application to QKD", IEEE ITW 2010, with shortening only):
+Blind, one-way-then-interactive protocol (Elkouss, Martinez-Mateo, Lancho, Martin, "Rate
+compatible protocol for information reconciliation: an application to QKD", IEEE ITW 2010,
+for the puncturing/shortening of a mother code; Martinez-Mateo, Elkouss, Martin, "Blind
+reconciliation", Quantum Inf. Comput. 12, 2012, for revealing punctured symbols on
+failure):
 
-1. From the QBER estimate ``Q`` a target efficiency ``f*(Q)`` (calibrated table below) gives
-   the syndrome bits needed per key bit, ``f* h(Q)``. The key is spread over frames of
-   ``N - s`` key bits; the other ``s`` positions are *shortened* (set to 0, known to both)
-   and a code of length ``N`` with ``M ~ f* h(Q) (N - s)`` checks (rounded up to N/256) is
-   used, so the rate adapts to the QBER in steps of 1/256.
+1. From the QBER estimate ``Q`` two efficiencies are set: ``f_start`` (aggressive, 1.05)
+   and ``f_max(Q)`` (conservative, ``target_efficiency``). A frame holds ``k`` key bits in a
+   code of length ``N`` with ``M = ceil(f_max h(Q) k)`` checks (rounded up to ``N/256``);
+   ``p = M - round(f_start h(Q) k)`` positions are *punctured* (Alice fills them with her
+   own private random bits, Bob's channel LLR there is 0) and the other ``s = N - k - p``
+   are *shortened* (set to 0, known to both). The punctured positions are the first ``p``
+   of the code's untainted list (``_ldpc_core.untainted_order``): no check sees two of them.
 2. Alice sends the syndromes ``H x`` of all frames (one message); Bob decodes each frame by
-   belief propagation with his bits as channel input (BSC with crossover ``Q``) and the
-   shortened positions pinned, and answers with one success bit per frame.
-3. A frame that fails is retried up to twice, each time as the syndrome of a code with
-   20 % more checks (Alice -> Bob: the frame indices and new syndromes; Bob -> Alice: the
-   new success bits). Bob decodes with the newest syndrome only and every syndrome sent
-   is counted as leaked (an over-count, never an under-count). If a frame still fails,
-   :class:`LdpcDecodingFailed` is raised with the leak so far.
+   layered belief propagation and answers with one success bit per frame.
+3. For every frame that failed, Alice reveals the values of the next ``r = ceil(0.025 h k)``
+   punctured symbols (they become shortened for Bob), Bob resumes decoding from his previous
+   messages (warm start) and answers again; this repeats until all ``p`` are revealed. A
+   frame that still fails raises :class:`LdpcDecodingFailed` with the leak so far.
 
-Leakage: every syndrome bit is counted (``M`` per frame). Puncturing is deliberately not
-used: with puncturing, the leak is only ``M - p`` when the punctured columns are linearly
-independent, which we would have to prove per code; counting all ``M`` is exact for what
-is disclosed and never under-counts.
+Leak (Elkouss et al. 2010, Sec. III; Martinez-Mateo et al. 2012, eq. 5): per frame
+``leaked = M - p + (revealed punctured bits)``. Why ``M - p`` is exact, not hopeful: the
+syndrome is ``s = H_K x + H_P u`` with ``u`` Alice's ``p`` uniform private bits, so
+``I(x; s, u_R) = H(s, u_R) - H(s, u_R | x) <= (M + |R|) - (|R| + rank H_{P minus R})``. The
+untainted punctured columns have pairwise disjoint supports, hence ``rank H_{P minus R} =
+p - |R|`` and ``I <= M - p + |R|`` -- the count used here. Shortened positions are public
+zeros and leak nothing. ``leaked_bits`` is therefore ``sum over frames of (M - p + revealed)``;
+``test_ldpc.py`` recomputes it from the transcript and checks the rank on a dense matrix.
 
 Codes: irregular repeat-accumulate matrices built here deterministically (see
 ``_ldpc_core.build_ira``), variable-node degree distribution (node perspective, systematic
 part) 70 % degree 3 and 30 % degree 12, plus the degree-2 staircase over the parity part;
-checks are concentrated (degrees differ by at most ~2). Built on first use and cached.
+checks are concentrated (degrees differ by at most ~2). Built on first use and cached. The
+DVB-S2 IRA profiles (ETSI EN 302 307-1 Table 5a: ~10-12 % high-degree columns, rest
+degree 3) were tried on these random constructions and decoded far worse (0/6 frames at
+f = 1.16, Q = 1-5 %, N = 16384), so they are not used.
 """
 
 from __future__ import annotations
@@ -39,7 +49,13 @@ from functools import lru_cache
 import numpy as np
 
 from qkdnet.errors import ParameterError
-from qkdnet.postprocessing._ldpc_core import build_ira, decode_sum_product, syndrome
+from qkdnet.postprocessing._ldpc_core import (
+    PHI_TABLE,
+    build_ira,
+    decode_layered,
+    syndrome,
+    untainted_order,
+)
 from qkdnet.postprocessing.reconciliation import (
     ReconciliationFailed,
     ReconciliationResult,
@@ -57,17 +73,20 @@ __all__ = [
     "target_efficiency",
 ]
 
-DEFAULT_FRAME_BITS = 16384
+DEFAULT_FRAME_BITS = 65536
 # Node-perspective degree distribution of the systematic columns: (degree, fraction).
 DEGREE_DISTRIBUTION: tuple[tuple[int, float], ...] = ((3, 0.7), (12, 0.3))
-_MAX_ITER = 100
-_PINNED_LLR = 40.0  # "certainly 0": a shortened position
+F_START = 1.05  # efficiency of the first attempt (all p punctured)
+REVEAL_STEP = 0.025  # punctured symbols revealed per round, in units of h(Q) k
+KEY_FRACTION = 0.875  # at most this share of a frame carries key bits (room for punctures)
+_MAX_ITER = 100  # layered iterations per attempt
+_STALL = 12  # give up an attempt after this many iterations without progress
+_PINNED_LLR = 40.0  # "certainly this value": a shortened or revealed position
 _QBER_FLOOR = 1e-4
 
 _MSG_SYNDROMES = 1
 _MSG_STATUS = 2
-_MSG_RETRY = 3
-_RETRIES = 2
+_MSG_REVEAL = 3
 
 
 class LdpcDecodingFailed(ReconciliationFailed):
@@ -76,13 +95,18 @@ class LdpcDecodingFailed(ReconciliationFailed):
 
 @dataclass(frozen=True)
 class LdpcCode:
-    """A parity-check matrix in CSR form by check (``edge_var[check_ptr[c]:check_ptr[c+1]]``)."""
+    """A parity-check matrix in CSR form by check (``edge_var[check_ptr[c]:check_ptr[c+1]]``).
+
+    ``puncture_order``: the untainted variables (no check holds two), in the order they are
+    punctured; a frame with ``p`` punctured symbols uses ``puncture_order[:p]``.
+    """
 
     n_vars: int
     n_checks: int
     check_ptr: np.ndarray
     edge_var: np.ndarray
     seed: int
+    puncture_order: np.ndarray
 
 
 @lru_cache(maxsize=64)
@@ -99,18 +123,20 @@ def ldpc_code(n_vars: int, n_checks: int, seed: int = 0x5EED) -> LdpcCode:
         start += cnt
     degrees[start:] = min(DEGREE_DISTRIBUTION[-1][0], n_checks)
     check_ptr, edge_var = build_ira(n_vars, n_checks, degrees, seed + 7919 * n_checks)
-    check_ptr.setflags(write=False)
-    edge_var.setflags(write=False)
-    return LdpcCode(n_vars, n_checks, check_ptr, edge_var, seed)
+    order = untainted_order(check_ptr, edge_var, n_vars, seed + 104729 * n_checks)
+    for arr in (check_ptr, edge_var, order):
+        arr.setflags(write=False)
+    return LdpcCode(n_vars, n_checks, check_ptr, edge_var, seed, order)
 
 
 def target_efficiency(qber: float) -> float:
-    """Efficiency f* the code rate is chosen for at QBER ``qber``.
+    """Efficiency f_max the check count is chosen for at QBER ``qber`` (all punctures revealed).
 
-    Calibrated on these codes (N = 16384, no shortening, sum-product, 100 iterations, 8
-    frames per point): frame errors at f = 1.15 / 1.20 / 1.25 / 1.30 / 1.35 were 7/4/3/2/1
-    of 8 at Q = 1 %, 3/2/0/0/0 at 2 %, 3/0/0/0/0 at 3 %, and 0 from 1.15 up at 5 % and 8 %.
-    The table keeps one step of margin above the last failing point.
+    Calibrated for the flooding decoder of the first version (N = 16384, no shortening,
+    100 iterations, 8 frames per point: frame errors at f = 1.15 / 1.20 / 1.25 / 1.30 / 1.35
+    were 7/4/3/2/1 of 8 at Q = 1 %, 3/2/0/0/0 at 2 %, 3/0/0/0/0 at 3 %, 0 from 1.15 up at
+    5 % and 8 %); the layered decoder with warm starts does better, so as the ceiling of the
+    blind rounds it leaves a wide margin. Typical frames stop at 1.08-1.15.
     """
     if qber < 0.015:
         return 1.45
@@ -123,35 +149,46 @@ def target_efficiency(qber: float) -> float:
 
 @dataclass(frozen=True)
 class LdpcPlan:
-    """How a key is cut into frames: mother code, key bits per frame, shortened bits."""
+    """How a key is cut into frames: mother code, key bits per frame, punctured bits."""
 
     n_vars: int
     n_checks: int
     frame_key_bits: tuple[int, ...]
+    punctured: int
+    reveal_step: int
 
 
 def ldpc_plan(n: int, qber: float, frame_bits: int = DEFAULT_FRAME_BITS) -> LdpcPlan:
-    """Cut an ``n``-bit key into frames of a length-``frame_bits`` mother code.
+    """Cut an ``n``-bit key into frames of a mother code (all sizes in bits).
 
-    The key is spread evenly over ``ceil(n / frame_bits)`` frames of ``k`` bits each; the
-    code length N is ``frame_bits``, or for a shorter key the power of two >= k (at least
-    1024); the check count is ``f*(Q) h(Q) k`` rounded up to a multiple of ``N / 256`` (so
-    at most 256 distinct codes per length exist, each built once), and the remaining
-    ``N - k`` positions of a frame are shortened.
+    The key is spread evenly over ``ceil(n / (0.875 frame_bits))`` frames of ``k`` bits; the
+    code length N is ``frame_bits``, or for a shorter key the power of two >= k / 0.875 (at
+    least 1024); the check count is ``f_max(Q) h(Q) k`` rounded up to a multiple of
+    ``N / 256`` (at most 256 distinct codes per length, each built once). ``punctured =
+    M - round(1.05 h(Q) k)`` (capped by the untainted positions the code has) and
+    ``reveal_step = ceil(0.025 h(Q) k)``; the remaining ``N - k - p`` positions are shortened.
     """
     if frame_bits < 256:
         raise ParameterError("frame_bits", f"must be >= 256 bits, got {frame_bits}")
     q = max(qber, _QBER_FLOOR)
-    per_bit = target_efficiency(q) * binary_entropy(q)
-    frames = math.ceil(n / frame_bits) if n > 0 else 0
+    h = binary_entropy(q)
+    cap = int(frame_bits * KEY_FRACTION)
+    frames = math.ceil(n / cap) if n > 0 else 0
     sizes = tuple(n // frames + (1 if i < n % frames else 0) for i in range(frames))
-    k = max(sizes) if sizes else frame_bits
-    # a short key gets a shorter code (a power of two >= k, at least 1024) so that at most
-    # half of a frame is shortened: heavily shortened frames decode badly
-    length = min(frame_bits, max(1024, 1 << max(0, k - 1).bit_length()))
-    step = length // 256
-    n_checks = min(length - step, max(step, math.ceil(per_bit * k / step) * step))
-    return LdpcPlan(length, n_checks, sizes)
+    k = max(sizes) if sizes else cap
+    # a short key gets a shorter code (a power of two >= k / 0.875, at least 1024) so that
+    # at most about half of a frame is shortened: heavily shortened frames decode badly
+    need = math.ceil(k / KEY_FRACTION)
+    length = min(frame_bits, max(1024, 1 << max(0, need - 1).bit_length()))
+    step = max(1, length // 256)
+    n_checks = min(length - step, max(step, math.ceil(target_efficiency(q) * h * k / step) * step))
+    if not sizes:
+        return LdpcPlan(length, n_checks, sizes, 0, 1)
+    code = ldpc_code(length, n_checks)
+    punctured = max(0, n_checks - round(F_START * h * k))
+    punctured = min(punctured, code.puncture_order.size, length - k)
+    reveal = max(1, math.ceil(REVEAL_STEP * h * k))
+    return LdpcPlan(length, n_checks, sizes, punctured, reveal)
 
 
 def _pack(bits: np.ndarray) -> bytes:
@@ -166,19 +203,24 @@ def reconcile_ldpc(
     *,
     frame_bits: int = DEFAULT_FRAME_BITS,
 ) -> ReconciliationResult:
-    """Correct Bob's key with rate-adapted LDPC syndrome decoding (one-way, 2 messages).
+    """Correct Bob's key by blind rate-adapted LDPC syndrome decoding (see module docstring).
 
     Args:
         alice_bits, bob_bits: the sifted keys, uint8 0/1, equal length (bits).
         qber: QBER estimate (fraction in [0, 0.5)); sets the code rate and Bob's channel
             LLRs, and the efficiency ``f = leaked / (n h(qber))`` reported.
-        rng: draws the shortened positions of each frame (a seed sent in the transcript).
-        frame_bits: code length N (bits); 16384 by default.
+        rng: draws the key positions of each frame (a seed sent in the transcript) and
+            Alice's private values of the punctured symbols (never sent unless revealed).
+        frame_bits: maximum code length N (bits); 65536 by default.
+
+    Returns a result whose ``leaked_bits`` is ``sum over frames of (M - p + revealed)``, the
+    exact bound derived in the module docstring (Elkouss et al. 2010; Martinez-Mateo et al.
+    2012).
 
     Raises:
         ParameterError: bad input.
-        LdpcDecodingFailed: some frame did not decode; ``.leaked_bits`` holds the syndrome
-            bits already disclosed.
+        LdpcDecodingFailed: some frame did not decode with all punctured symbols revealed;
+            ``.leaked_bits`` holds the bits already disclosed.
     """
     a, b = validate_pair(alice_bits, bob_bits, qber)
     n = a.shape[0]
@@ -188,6 +230,8 @@ def reconcile_ldpc(
     code = ldpc_code(plan.n_vars, plan.n_checks)
     seed = int(rng.integers(0, 2**63))
     frames = len(plan.frame_key_bits)
+    p = plan.punctured
+    punct = np.asarray(code.puncture_order[:p])
     q = max(qber, _QBER_FLOOR)
     channel_llr = math.log((1.0 - q) / q)
 
@@ -195,78 +239,92 @@ def reconcile_ldpc(
     for v in (code.n_vars, code.n_checks, frames):
         header += int(v).to_bytes(4, "little")
     header += seed.to_bytes(8, "little")
+    header += int(p).to_bytes(4, "little")
     header += b"".join(int(k).to_bytes(4, "little") for k in plan.frame_key_bits)
-    syndromes = []
-    positions = []
+    # positions open to key bits: all but the punctured ones
+    is_punct = np.zeros(code.n_vars, dtype=bool)
+    is_punct[punct] = True
+    open_pos = np.flatnonzero(~is_punct)
     frame_rngs = np.random.default_rng(seed).spawn(frames)
-    start = 0
+    starts = np.concatenate(([0], np.cumsum(plan.frame_key_bits))).astype(np.int64)
+    words = []
+    positions = []
+    syndromes = []
     for i, k in enumerate(plan.frame_key_bits):
-        # key bits go to a random subset of the N positions; the rest are shortened (0)
-        pos = np.sort(frame_rngs[i].choice(code.n_vars, size=k, replace=False))
+        # key bits go to a public random subset of the non-punctured positions; the rest
+        # are shortened (0); punctured ones get Alice's private random bits
+        pos = np.sort(frame_rngs[i].choice(open_pos, size=k, replace=False))
         x = np.zeros(code.n_vars, dtype=np.uint8)
-        x[pos] = a[start : start + k]
-        syndromes.append(syndrome(code.check_ptr, code.edge_var, x))
+        x[pos] = a[starts[i] : starts[i] + k]
+        x[punct] = rng.integers(0, 2, p, dtype=np.uint8)
+        words.append(x)
         positions.append(pos)
-        start += k
-    message1 = bytes(header) + b"".join(_pack(s) for s in syndromes)
-    leaked = frames * code.n_checks
+        syndromes.append(syndrome(code.check_ptr, code.edge_var, x))
+    transcript = [bytes(header) + b"".join(_pack(s) for s in syndromes)]
+    leaked = frames * (code.n_checks - p)
 
-    corrected = b.copy()
-    starts = np.concatenate(([0], np.cumsum(plan.frame_key_bits)))
-
-    def decode(i: int, c: LdpcCode, synd: np.ndarray) -> bool:
-        k = plan.frame_key_bits[i]
-        llr = np.full(c.n_vars, _PINNED_LLR)
+    # Bob's per-frame state: channel LLRs (0 on punctured, pinned on shortened) and messages
+    llrs = []
+    for i, k in enumerate(plan.frame_key_bits):
+        llr = np.full(code.n_vars, _PINNED_LLR, dtype=np.float64)
+        llr[punct] = 0.0
         y = b[starts[i] : starts[i] + k]
         llr[positions[i]] = channel_llr * (1.0 - 2.0 * y.astype(np.float64))
-        xhat, ok, _ = decode_sum_product(c.check_ptr, c.edge_var, llr, synd, _MAX_ITER)
+        llrs.append(llr)
+    c2v = [np.zeros(code.edge_var.shape[0], dtype=np.float32) for _ in range(frames)]
+    corrected = b.copy()
+
+    def decode(i: int) -> bool:
+        xhat, ok, _ = decode_layered(
+            code.check_ptr, code.edge_var, llrs[i], syndromes[i], _MAX_ITER, PHI_TABLE,
+            c2v[i], _STALL,
+        )
         if ok:
+            k = plan.frame_key_bits[i]
             corrected[starts[i] : starts[i] + k] = xhat[positions[i]]
+            c2v[i] = np.zeros(0, dtype=np.float32)  # free the messages of a done frame
         return bool(ok)
 
     # frames are independent: decode them on a thread pool (the decoder releases the GIL)
     workers = max(1, min(frames, os.cpu_count() or 1))
+    status = np.zeros(frames, dtype=np.uint8)
+    messages = 1
+    remaining = p  # punctured symbols still hidden (a prefix of ``punct``)
+    rnd = 0
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        done = list(pool.map(lambda i: decode(i, code, syndromes[i]), range(frames)))
-    status = np.array(done, dtype=np.uint8)
-    transcript = [message1, bytes([_MSG_STATUS]) + int(frames).to_bytes(4, "little")]
-    transcript.append(_pack(status))
-    messages = 2
-    # Retries: a frame that did not decode is re-sent as the syndrome of a code with 20 %
-    # more checks (a lower rate). Bob decodes with the new syndrome alone; the old one
-    # stays counted as leaked, so the count over-states rather than under-states.
-    n_checks = code.n_checks
-    step = code.n_vars // 256
-    for attempt in range(1, _RETRIES + 1):
-        failed = np.flatnonzero(status == 0)
-        if failed.size == 0 or n_checks >= code.n_vars - step:
-            break
-        n_checks = min(code.n_vars - step, math.ceil(n_checks * 1.2 / step) * step)
-        retry_code = ldpc_code(code.n_vars, n_checks)
-        msg = bytearray([_MSG_RETRY, attempt])
-        msg += int(n_checks).to_bytes(4, "little") + int(failed.size).to_bytes(4, "little")
-        msg += b"".join(int(fi).to_bytes(4, "little") for fi in failed)
-        new_status = np.zeros(failed.size, dtype=np.uint8)
-        for r, fi in enumerate(failed.tolist()):
-            x = np.zeros(code.n_vars, dtype=np.uint8)
-            k = plan.frame_key_bits[fi]
-            x[positions[fi]] = a[starts[fi] : starts[fi] + k]
-            synd = syndrome(retry_code.check_ptr, retry_code.edge_var, x)
-            msg += _pack(synd)
-            leaked += n_checks
-            new_status[r] = decode(fi, retry_code, synd)
-        status[failed] = new_status
-        transcript.append(bytes(msg))
-        transcript.append(
-            bytes([_MSG_STATUS]) + int(failed.size).to_bytes(4, "little") + _pack(new_status)
-        )
-        messages += 2
+        todo = np.arange(frames)
+        while True:
+            done = list(pool.map(decode, todo.tolist()))
+            status[todo] = np.array(done, dtype=np.uint8)
+            transcript.append(
+                bytes([_MSG_STATUS]) + int(todo.size).to_bytes(4, "little")
+                + _pack(status[todo])
+            )
+            messages += 1
+            todo = np.flatnonzero(status == 0)
+            if todo.size == 0 or remaining == 0:
+                break
+            # reveal the last ``r`` still-punctured symbols of every failed frame
+            r = min(plan.reveal_step, remaining)
+            reveal = punct[remaining - r : remaining]
+            remaining -= r
+            rnd += 1
+            msg = bytearray([_MSG_REVEAL, rnd & 0xFF])
+            msg += int(todo.size).to_bytes(4, "little") + int(r).to_bytes(4, "little")
+            msg += b"".join(int(fi).to_bytes(4, "little") for fi in todo)
+            for fi in todo.tolist():
+                vals = words[fi][reveal]
+                msg += _pack(vals)
+                llrs[fi][reveal] = _PINNED_LLR * (1.0 - 2.0 * vals.astype(np.float64))
+            leaked += r * int(todo.size)
+            transcript.append(bytes(msg))
+            messages += 1
     if not status.all():
         bad = int(frames - status.sum())
         raise LdpcDecodingFailed(
-            f"LDPC decoding failed on {bad} of {frames} frames at QBER {qber:.4f} after "
-            f"{_RETRIES} lower-rate retries; discard the block (the syndromes sent count "
-            "as leaked)",
+            f"LDPC decoding failed on {bad} of {frames} frames at QBER {qber:.4f} with all "
+            f"{p} punctured symbols revealed; discard the block (the syndromes and revealed "
+            "symbols count as leaked)",
             leaked_bits=leaked,
         )
     return ReconciliationResult(
