@@ -16,11 +16,13 @@ Data layout, per pass ``p`` (permutation ``t -> (mult*t + off) mod n``):
   binary-search ranks; a correction then costs nothing in those passes but a block flip.
   (An earlier version kept a XOR Fenwick tree per large pass and paid ~19 updates per
   pass for every correction.)
-* ``apre[p]`` — prefix XOR of Alice's bits in pass-``p`` order (Alice's side of every
-  disclosed block and sub-block parity), filled when pass ``p`` starts if its blocks are
-  small, else only when one of its blocks is first searched; the block parities of a
-  large-block pass are a plain XOR over the block, without storing the prefix (most
-  late passes are never searched).
+* ``abits[p]`` — Alice's key in pass-``p`` order, packed 64 bits to a word (Alice's side
+  of every disclosed block and sub-block parity is a range XOR over a few words, one word
+  for a block of 64; an earlier version kept a byte-per-bit prefix XOR, 8x the memory and
+  a cache miss per level), filled when pass ``p`` starts if its blocks are small, else
+  only when one of its blocks is first searched; the block parities of a large-block pass
+  are a plain XOR over the block, without storing anything (most late passes are never
+  searched).
 * ``known[p, t]`` — sub-block reuse: deepest level ``d`` such that the left child starting
   at ``t`` at depth ``d`` of the binary-search tree already had its parity disclosed.
   Searches always descend from the block root, so the known left children starting at a
@@ -139,26 +141,32 @@ def _pos(j: int, n: int, off: int, inv: int, ninv: float) -> int:
 
 
 @njit(cache=True, nogil=True)
-def _fill_prefix(
-    apre: np.ndarray, p: int, packed: np.ndarray, n: int, ptab: np.ndarray, mult: int, off: int
+def _fill_bits(
+    abits: np.ndarray, p: int, packed: np.ndarray, n: int, ptab: np.ndarray, mult: int, off: int
 ) -> None:
-    # prefix XOR of Alice's key in pass-p order (explicit permutation when p < len(ptab),
-    # else the affine map): apre[p, t] = parity of the first t bits of the pass
-    acc = np.uint8(0)
-    apre[p, 0] = 0
+    # Alice's key in pass-p order, packed 64 to a word (bit t of the pass is bit t & 63 of
+    # word t >> 6), through the explicit permutation when p < len(ptab), else the affine
+    # map. At n/8 bytes per pass it stays in cache during the searches, and the parity of
+    # any range is a few word XORs (a block of 64 is one word).
+    word = np.uint64(0)
     if p < ptab.shape[0]:
         for t in range(n):
             j = ptab[p, t]
-            acc ^= (packed[j >> 3] >> (j & 7)) & np.uint8(1)
-            apre[p, t + 1] = acc
+            word |= np.uint64((packed[j >> 3] >> (j & 7)) & 1) << np.uint64(t & 63)
+            if (t & 63) == 63:
+                abits[p, t >> 6] = word
+                word = np.uint64(0)
     else:
         j = off
         for t in range(n):
-            acc ^= (packed[j >> 3] >> (j & 7)) & np.uint8(1)
-            apre[p, t + 1] = acc
+            word |= np.uint64((packed[j >> 3] >> (j & 7)) & 1) << np.uint64(t & 63)
+            if (t & 63) == 63:
+                abits[p, t >> 6] = word
+                word = np.uint64(0)
             j += mult
             if j >= n:
                 j -= n
+    abits[p, n >> 6] = word
 
 
 @njit(cache=True, nogil=True)
@@ -185,14 +193,12 @@ def _block_parities(
 
 
 @njit(cache=True, nogil=True)
-def random_permutation(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Fisher–Yates shuffle of 0..n-1 driven by splitmix64 from ``seed``; returns the
-    permutation (pass position -> key index) and its inverse, int32.
-
-    ``j = floor(r_hi * (i + 1) / 2^32)`` with ``r_hi`` the top 32 bits of the splitmix64
-    output (Lemire's multiply-shift, no division): the bias is below (i + 1) / 2^32.
-    """
-    perm = np.arange(n).astype(np.int32)
+def _shuffle_into(perm: np.ndarray, inv: np.ndarray, seed: int, n: int) -> None:
+    # Fisher–Yates of 0..n-1 into perm (a row of a preallocated table), inverse into inv:
+    # writing in place spares the 4 MB of temporaries per pass (and their page faults)
+    # that a fresh arange/astype/copy costs at 5e5 bits.
+    for t in range(n):
+        perm[t] = t
     state = np.uint64(seed)
     for i in range(n - 1, 0, -1):
         state = state + np.uint64(0x9E3779B97F4A7C15)
@@ -204,10 +210,81 @@ def random_permutation(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
         tmp = perm[i]
         perm[i] = perm[j]
         perm[j] = tmp
-    inv = np.empty(n, dtype=np.int32)
     for t in range(n):
         inv[perm[t]] = t
+
+
+@njit(cache=True, nogil=True)
+def random_permutation(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fisher–Yates shuffle of 0..n-1 driven by splitmix64 from ``seed``; returns the
+    permutation (pass position -> key index) and its inverse, int32.
+
+    ``j = floor(r_hi * (i + 1) / 2^32)`` with ``r_hi`` the top 32 bits of the splitmix64
+    output (Lemire's multiply-shift, no division): the bias is below (i + 1) / 2^32.
+    """
+    perm = np.empty(n, dtype=np.int32)
+    inv = np.empty(n, dtype=np.int32)
+    _shuffle_into(perm, inv, seed, n)
     return perm, inv
+
+
+@njit(cache=True, nogil=True)
+def shuffle_tables_kernel(n: int, offs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``k`` passes' permutations (seeds ``offs[p]``) and inverses, ``(k, n)``."""
+    ptab = np.empty((k, n), dtype=np.int32)
+    itab = np.empty((k, n), dtype=np.int32)
+    for p in range(k):
+        _shuffle_into(ptab[p], itab[p], offs[p], n)
+    return ptab, itab
+
+
+@njit(cache=True, nogil=True)
+def reconcile_frame(
+    a: np.ndarray,
+    b: np.ndarray,
+    ks: np.ndarray,
+    mults: np.ndarray,
+    offs: np.ndarray,
+    invs: np.ndarray,
+    nexp: int,
+    reuse: bool,
+    infer_last: bool,
+    wperm: np.ndarray,
+    wknown: np.ndarray,
+    wbits: np.ndarray,
+) -> tuple[np.ndarray, int, np.ndarray, int, int]:
+    """One frame end to end in one call (shuffle tables, Alice's packed key, the error
+    list, :func:`cascade_kernel`), so a frame costs one GIL-free call. ``b`` is corrected
+    in place. ``wperm`` (int32, >= 2 nexp n), ``wknown`` (uint8, >= passes n) and ``wbits``
+    (uint64, >= 2 passes (n/64 + 1)) are scratch space reused from call to call: fresh
+    memory costs a page fault per 4 KiB, which was a tenth of the frame's time. Their
+    contents on entry do not matter."""
+    n = a.shape[0]
+    npass = ks.shape[0]
+    k = min(nexp, offs.shape[0])
+    ptab = wperm[: k * n].reshape((k, n))
+    itab = wperm[k * n : 2 * k * n].reshape((k, n))
+    for p in range(k):
+        _shuffle_into(ptab[p], itab[p], offs[p], n)
+    words = (n >> 6) + 1
+    known = wknown[: npass * n].reshape((npass, n))
+    abits = wbits[: npass * words].reshape((npass, words))
+    ebits = wbits[npass * words : 2 * npass * words].reshape((npass, words))
+    packed = np.zeros((n + 7) >> 3, dtype=np.uint8)
+    nerr = 0
+    for i in range(n):
+        packed[i >> 3] |= np.uint8(a[i] << (i & 7))
+        nerr += a[i] != b[i]
+    errs = np.empty(nerr, dtype=np.int64)
+    w = 0
+    for i in range(n):
+        if a[i] != b[i]:
+            errs[w] = i
+            w += 1
+    return cascade_kernel(
+        a, b, packed, ptab, itab, errs, ks, mults, offs, invs, reuse, infer_last,
+        known, abits, ebits,
+    )
 
 
 @njit(cache=True, nogil=True)
@@ -224,8 +301,14 @@ def cascade_kernel(
     invs: np.ndarray,
     reuse: bool,
     infer_last: bool,
+    known: np.ndarray,
+    abits: np.ndarray,
+    ebits: np.ndarray,
 ) -> tuple[np.ndarray, int, np.ndarray, int, int]:
     """Run Cascade in place on ``b``; return (b, leaked bits, transcript, length, messages).
+
+    ``known`` (uint8, ``(passes, n)``), ``abits`` and ``ebits`` (uint64,
+    ``(passes, n/64 + 1)``) are scratch space; each row is cleared or filled before use.
 
     ``packed`` is Alice's key packed LSB first; passes ``p < len(ptab)`` are shuffled by
     the explicit permutation ``ptab[p]`` (inverse ``itab[p]``), the others by the affine
@@ -246,11 +329,6 @@ def cascade_kernel(
     inlist = np.zeros((npass, maxblocks), dtype=np.uint8)
     oddlist = np.empty((npass, maxblocks), dtype=np.int64)
     oddcount = np.zeros(npass, dtype=np.int64)
-    ebits = np.zeros((npass, (n >> 6) + 1), dtype=np.uint64)  # small-block passes
-    # calloc'd: only the pages of passes that are searched are ever touched
-    known = np.zeros((npass, n), dtype=np.uint8)
-    # Alice's prefix XOR per pass, filled only for passes that need it (see _fill_prefix)
-    apre = np.empty((npass, n + 1), dtype=np.uint8)
     have = np.zeros(npass, dtype=np.uint8)
     # large-block passes: Bob's current errors in pass order, sorted, rebuilt per round
     epos = np.empty(max(errs0.shape[0], 1), dtype=np.int64)
@@ -288,11 +366,13 @@ def cascade_kernel(
         if nb > bits.shape[0]:
             bits = np.empty(nb, dtype=np.uint8)
         if k <= SMALL_BLOCK:
-            # many small blocks, searched often: keep the whole prefix
-            _fill_prefix(apre, p, packed, n, ptab, mult, off)
+            # many small blocks, searched often: keep the whole pass
+            _fill_bits(abits, p, packed, n, ptab, mult, off)
             have[p] = 1
+            ebits[p, :] = 0
+            known[p, :] = 0
             for blk in range(nsend):
-                bits[blk] = apre[p, min(n, (blk + 1) * k)] ^ apre[p, blk * k]
+                bits[blk] = _bits_range(abits, p, blk * k, min(n, (blk + 1) * k))
         else:
             # a few large blocks, rarely searched: parities only, the prefix on demand
             _block_parities(bits, nsend, k, p, packed, n, ptab, mult, off)
@@ -358,8 +438,9 @@ def cascade_kernel(
             ne = 0
             if not small:
                 if not have[q]:
-                    _fill_prefix(apre, q, packed, n, ptab, mq, oq)
+                    _fill_bits(abits, q, packed, n, ptab, mq, oq)
                     have[q] = 1
+                    known[q, :] = 0
                 # Bob's remaining errors in pass-q order, sorted: the error parity of a
                 # range is the parity of a difference of two binary-search ranks. The
                 # round's blocks are disjoint, so its own corrections never fall inside
@@ -391,7 +472,7 @@ def cascade_kernel(
                         s_disc[s, d - 1] = 0
                     else:
                         s_disc[s, d - 1] = 1
-                        s_bit[s, d - 1] = apre[q, mid] ^ apre[q, lo]
+                        s_bit[s, d - 1] = _bits_range(abits, q, lo, mid)
                         leak += 1
                         if reuse:
                             known[q, lo] = d

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
@@ -57,8 +58,8 @@ from qkdnet.postprocessing._cascade_core import (
     MSG_LEFT,
     MSG_ODD,
     MSG_PARITIES,
-    cascade_kernel,
-    random_permutation,
+    reconcile_frame,
+    shuffle_tables_kernel,
 )
 from qkdnet.postprocessing.reconciliation import (
     ReconciliationResult,
@@ -141,12 +142,37 @@ def _affine_permutations(
 def shuffle_tables(n: int, offs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The explicit permutations of the first passes and their inverses, ``(k, n)`` int32:
     a Fisher–Yates shuffle driven by splitmix64 from the seed announced for each pass."""
-    k = min(EXPLICIT_PASSES, offs.shape[0])
-    ptab = np.empty((k, n), dtype=np.int32)
-    itab = np.empty((k, n), dtype=np.int32)
-    for p in range(k):
-        ptab[p], itab[p] = random_permutation(int(offs[p]), n)
-    return ptab, itab
+    return shuffle_tables_kernel(n, offs, min(EXPLICIT_PASSES, offs.shape[0]))
+
+
+_SCRATCH = threading.local()
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _frame_pool(workers: int) -> ThreadPoolExecutor:
+    """A persistent pool per worker count: its threads keep their scratch buffers."""
+    with _POOLS_LOCK:
+        pool = _POOLS.get(workers)
+        if pool is None:
+            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cascade")
+            _POOLS[workers] = pool
+        return pool
+
+
+def _scratch(n: int, passes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """This thread's scratch buffers for a frame of ``n`` bits (grown when too small, kept
+    between calls: reusing them spares ~2,800 page faults per 10^6 bits)."""
+    need = (2 * EXPLICIT_PASSES * n, passes * n, 2 * passes * ((n >> 6) + 1))
+    have = getattr(_SCRATCH, "bufs", None)
+    if have is None or any(h.shape[0] < k for h, k in zip(have, need, strict=True)):
+        have = (
+            np.empty(need[0], dtype=np.int32),
+            np.empty(need[1], dtype=np.uint8),
+            np.empty(need[2], dtype=np.uint64),
+        )
+        _SCRATCH.bufs = have
+    return have
 
 
 def reconcile_cascade(
@@ -197,11 +223,9 @@ def reconcile_cascade(
     if frames == 1:
         sizes = cascade_block_sizes(n, qber, variant)
         mults, offs, invs = _affine_permutations(n, sizes.shape[0], rng)
-        ptab, itab = shuffle_tables(n, offs)
-        packed = np.packbits(a, bitorder="little")
-        errs = np.flatnonzero(a != b).astype(np.int64)
-        corrected, leak, buf, length, messages = cascade_kernel(
-            a, b.copy(), packed, ptab, itab, errs, sizes, mults, offs, invs, optimised, optimised
+        corrected, leak, buf, length, messages = reconcile_frame(
+            a, b.copy(), sizes, mults, offs, invs, EXPLICIT_PASSES, optimised, optimised,
+            *_scratch(n, sizes.shape[0]),
         )
         return ReconciliationResult(
             corrected_bits=corrected,
@@ -225,17 +249,17 @@ def reconcile_cascade(
         lo, hi, sizes, mults, offs, invs = job
         fa = a[lo:hi]
         fb = corrected[lo:hi]  # a view: the kernel corrects Bob's frame in place
-        ptab, itab = shuffle_tables(hi - lo, offs)
-        packed = np.packbits(fa, bitorder="little")
-        errs = np.flatnonzero(fa != fb).astype(np.int64)
-        _, leak, buf, length, messages = cascade_kernel(
-            fa, fb, packed, ptab, itab, errs, sizes, mults, offs, invs, optimised, optimised
+        _, leak, buf, length, messages = reconcile_frame(
+            fa, fb, sizes, mults, offs, invs, EXPLICIT_PASSES, optimised, optimised,
+            *_scratch(hi - lo, sizes.shape[0]),
         )
         return int(leak), bytes(buf[:length]), int(messages)
 
     workers = max(1, min(frames, threads or os.cpu_count() or 1))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(run, jobs))
+    if workers == 1:
+        results = [run(job) for job in jobs]
+    else:
+        results = list(_frame_pool(workers).map(run, jobs))
     parts = []
     for i, (_, text, _) in enumerate(results):
         size = bounds[i + 1] - bounds[i]
