@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from qkdnet.errors import ParameterError, ProtocolAbort
 from qkdnet.postprocessing._ldpc_core import syndrome
 from qkdnet.postprocessing.ldpc import (
+    CHECK_STEPS,
     F_START,
     LdpcDecodingFailed,
     ldpc_code,
@@ -186,7 +187,7 @@ def test_plan_rate_adapts_to_qber():
     high = ldpc_plan(16384, 0.08)
     assert low.n_checks < high.n_checks
     for q, plan in ((0.01, low), (0.08, high)):
-        step = plan.n_vars / 256
+        step = plan.n_vars / CHECK_STEPS
         per_bit = plan.n_checks / 16384
         want = target_efficiency(q) * binary_entropy(q)
         assert want <= per_bit <= want + step / 16384 + 1e-12

@@ -274,7 +274,10 @@ _PHI_SIZE = int(_PHI_MAX / _PHI_STEP) + 2
 
 def _phi_table() -> np.ndarray:
     x = (np.arange(_PHI_SIZE) + 0.5) * _PHI_STEP  # cell midpoints: no phi(0) = inf
-    return np.log1p(2.0 / np.expm1(x)).astype(np.float32)
+    coarse = np.log1p(2.0 / np.expm1(x))
+    coarse[-1] = 0.0
+    fine = np.log1p(2.0 / np.expm1((np.arange(1025) + 0.5) / 4096.0))
+    return np.concatenate((coarse, fine)).astype(np.float32)
 
 
 PHI_TABLE = _phi_table()
@@ -282,10 +285,30 @@ PHI_TABLE = _phi_table()
 
 @njit(cache=True, inline="always")
 def _phi(x: float | np.floating, table: np.ndarray) -> float:
-    i = int(x * 64.0)
-    if i >= table.shape[0]:
-        return 0.0
-    return table[i]
+    if x < 0.25:
+        # phi is steep near 0: a finer table there (step 1/4096, stored after the coarse
+        # one); a coarse cell would cap messages at phi(1/128) ~ 5.5 and cause an error
+        # floor, the fine one caps them at phi(1/8192) ~ 9.7
+        return table[_PHI_SIZE + int(x * 4096.0)]
+    # the last coarse cell is 0: everything beyond _PHI_MAX maps there
+    return table[min(int(x * 64.0), _PHI_SIZE - 1)]
+
+
+@njit(cache=True, nogil=True)
+def _satisfied(
+    check_ptr: np.ndarray, edge_var: np.ndarray, total: np.ndarray, synd: np.ndarray,
+    x: np.ndarray,
+) -> bool:
+    """Write the hard decision of ``total`` into ``x``; True when ``H x == synd``."""
+    for v in range(total.shape[0]):
+        x[v] = 1 if total[v] < 0 else 0
+    for c in range(check_ptr.shape[0] - 1):
+        acc = synd[c]
+        for e in range(check_ptr[c], check_ptr[c + 1]):
+            acc ^= x[edge_var[e]]
+        if acc:
+            return False
+    return True
 
 
 @njit(cache=True, fastmath=True, nogil=True)
@@ -322,51 +345,57 @@ def decode_layered(
     total = llr.astype(np.float32)
     for e in range(ne):
         total[edge_var[e]] += c2v[e]
-    qbuf = np.empty(ne, dtype=np.float32)  # per-edge v2c message of the current check
+    dmax = 0
+    for c in range(m):
+        dmax = max(dmax, check_ptr[c + 1] - check_ptr[c])
+    qbuf = np.empty(dmax, dtype=np.float32)  # v2c messages of the current check
+    pbuf = np.empty(dmax, dtype=np.float32)  # and their phi
     x = np.empty(n, dtype=np.uint8)
     best = m + 1
     since = 0
-    for it in range(max_iter + 1):
-        for v in range(n):
-            x[v] = 1 if total[v] < 0 else 0
+    if _satisfied(check_ptr, edge_var, total, synd, x):
+        return x, True, 0
+    for it in range(1, max_iter + 1):
+        # one layered pass; the parity of the current hard decisions of each check is taken
+        # on the fly (it counts the checks seen unsatisfied, a cheap progress measure), and
+        # only a pass that saw none pays for the exact syndrome test
         bad = 0
         for c in range(m):
-            acc = synd[c]
-            for e in range(check_ptr[c], check_ptr[c + 1]):
-                acc ^= x[edge_var[e]]
-            bad += acc
-        if bad == 0:
+            start = check_ptr[c]
+            end = check_ptr[c + 1]
+            # sign bits are XORed as integers: the signs of syndrome-coded frames are random,
+            # so branching on them would be mispredicted half the time
+            neg = np.int32(synd[c])
+            hard = np.int32(synd[c])
+            ssum = np.float32(0.0)
+            for e in range(start, end):
+                t = total[edge_var[e]]
+                hard ^= np.int32(t < 0)
+                q = t - c2v[e]
+                qbuf[e - start] = q
+                neg ^= np.int32(q < 0)
+                ph = _phi(abs(q), table)
+                pbuf[e - start] = ph
+                ssum += ph
+            bad += int(hard)
+            for e in range(start, end):
+                q = qbuf[e - start]
+                rest = ssum - pbuf[e - start]
+                mag = _phi(max(rest, np.float32(0.0)), table)
+                # the extrinsic sign: the product of all signs times this edge's own
+                s_neg = neg ^ np.int32(q < 0)
+                val = mag * np.float32(1 - 2 * s_neg)
+                c2v[e] = val
+                total[edge_var[e]] = q + val
+        if (bad == 0 or it == max_iter) and _satisfied(check_ptr, edge_var, total, synd, x):
             return x, True, it
         if bad < best:
             best = bad
             since = 0
         else:
             since += 1
-        if it == max_iter or since > stall:
+        if since > stall:
             return x, False, it
-        for c in range(m):
-            start = check_ptr[c]
-            end = check_ptr[c + 1]
-            neg = synd[c] != 0
-            ssum = np.float32(0.0)
-            for e in range(start, end):
-                q = total[edge_var[e]] - c2v[e]
-                qbuf[e] = q
-                if q < 0:
-                    neg = not neg
-                    ssum += _phi(-q, table)
-                else:
-                    ssum += _phi(q, table)
-            for e in range(start, end):
-                q = qbuf[e]
-                aq = q if q >= 0 else -q
-                rest = ssum - _phi(aq, table)
-                mag = _phi(rest if rest > 0.0 else 0.0, table)
-                # the extrinsic sign: the product of all signs times this edge's own
-                s_neg = neg != (q < 0)
-                val = -mag if s_neg else mag
-                c2v[e] = val
-                total[edge_var[e]] = q + val
     return x, False, max_iter
 
 

@@ -8,7 +8,7 @@ failure):
 
 1. From the QBER estimate ``Q`` two efficiencies are set: ``f_start`` (aggressive, 1.05)
    and ``f_max(Q)`` (conservative, ``target_efficiency``). A frame holds ``k`` key bits in a
-   code of length ``N`` with ``M = ceil(f_max h(Q) k)`` checks (rounded up to ``N/256``);
+   code of length ``N`` with ``M = ceil(f_max h(Q) k)`` checks (rounded up to ``N/64``);
    ``p = M - round(f_start h(Q) k)`` positions are *punctured* (Alice fills them with her
    own private random bits, Bob's channel LLR there is 0) and the other ``s = N - k - p``
    are *shortened* (set to 0, known to both). The punctured positions are the first ``p``
@@ -79,8 +79,11 @@ DEGREE_DISTRIBUTION: tuple[tuple[int, float], ...] = ((3, 0.7), (12, 0.3))
 F_START = 1.05  # efficiency of the first attempt (all p punctured)
 REVEAL_STEP = 0.025  # punctured symbols revealed per round, in units of h(Q) k
 KEY_FRACTION = 0.875  # at most this share of a frame carries key bits (room for punctures)
+# the check count is rounded up to a multiple of N / CHECK_STEPS: puncturing absorbs the
+# rounding, and fewer distinct codes means fewer (0.2-0.5 s) constructions as Q drifts
+CHECK_STEPS = 64
 _MAX_ITER = 100  # layered iterations per attempt
-_STALL = 12  # give up an attempt after this many iterations without progress
+_STALL = 5  # give up an attempt after this many iterations without a new best
 _PINNED_LLR = 40.0  # "certainly this value": a shortened or revealed position
 _QBER_FLOOR = 1e-4
 
@@ -164,7 +167,7 @@ def ldpc_plan(n: int, qber: float, frame_bits: int = DEFAULT_FRAME_BITS) -> Ldpc
     The key is spread evenly over ``ceil(n / (0.875 frame_bits))`` frames of ``k`` bits; the
     code length N is ``frame_bits``, or for a shorter key the power of two >= k / 0.875 (at
     least 1024); the check count is ``f_max(Q) h(Q) k`` rounded up to a multiple of
-    ``N / 256`` (at most 256 distinct codes per length, each built once). ``punctured =
+    ``N / 64`` (at most 64 distinct codes per length, each built once). ``punctured =
     M - round(1.05 h(Q) k)`` (capped by the untainted positions the code has) and
     ``reveal_step = ceil(0.025 h(Q) k)``; the remaining ``N - k - p`` positions are shortened.
     """
@@ -180,7 +183,7 @@ def ldpc_plan(n: int, qber: float, frame_bits: int = DEFAULT_FRAME_BITS) -> Ldpc
     # at most about half of a frame is shortened: heavily shortened frames decode badly
     need = math.ceil(k / KEY_FRACTION)
     length = min(frame_bits, max(1024, 1 << max(0, need - 1).bit_length()))
-    step = max(1, length // 256)
+    step = max(1, length // CHECK_STEPS)
     n_checks = min(length - step, max(step, math.ceil(target_efficiency(q) * h * k / step) * step))
     if not sizes:
         return LdpcPlan(length, n_checks, sizes, 0, 1)
