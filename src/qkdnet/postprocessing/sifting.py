@@ -50,36 +50,80 @@ class SiftedBlock:
 
 @numba.njit(cache=True, nogil=True)
 def _sift_kernel(
+    pulse_index: np.ndarray,
     a_basis: np.ndarray,
     b_basis: np.ndarray,
     a_bit: np.ndarray,
     b_bit: np.ndarray,
     a_class: np.ndarray,
     n_classes: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    # One pass over the detections instead of a dozen masked NumPy copies: sifting is
-    # memory-bound, and a block at 50 km holds four detections per sifted bit.
+    pack_classes: bool,
+) -> tuple[
+    np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+    np.ndarray, np.ndarray,
+]:
+    # One pass over the detections does the sifting, the counts and most of the public
+    # messages (Bob's varint gaps and packed bases, Alice's packed bases and classes):
+    # sifting is memory-bound (a block at 50 km holds four detections per sifted bit), so
+    # every extra pass over the columns, temporary or copy costs about as much as the
+    # sifting itself.
     n = a_basis.shape[0]
     key_counts = np.zeros(n_classes, dtype=np.int64)
     test_counts = np.zeros(n_classes, dtype=np.int64)
     test_errors = np.zeros(n_classes, dtype=np.int64)
-    # One pass, writing into buffers sized for the worst case; the caller gets views.
+    # Buffers sized for the worst case (untouched pages cost nothing); the caller gets views.
     alice_key = np.empty(n, dtype=np.uint8)
     bob_key = np.empty(n, dtype=np.uint8)
     alice_test = np.empty(n, dtype=np.uint8)
     bob_test = np.empty(n, dtype=np.uint8)
+    nb8 = (n + 7) >> 3
+    nc4 = (n + 3) >> 2 if pack_classes else 0
+    # Bob: gaps between detected pulse indices as LEB128 varints (7 bits a byte, high bit =
+    # "more": 1-2 bytes per detection instead of 8), then his bases packed MSB first.
+    # Two bytes per gap is the first guess; a longer message is redone exactly below.
+    cap = 2 * n + 16
+    bob = np.empty(cap + nb8, dtype=np.uint8)
+    # Alice: her bases packed MSB first, then the classes two bits each, first in the
+    # high bits (when there are at most four classes).
+    alice = np.empty(nb8 + nc4, dtype=np.uint8)
     j = 0
     t = 0
-    # Branch-free: bases are random, so "if same basis" would mispredict half the time.
-    # Every row is written to both outputs; the cursors advance only where it belongs.
+    k = 0
+    prev = 0
+    wa = 0
+    wb = 0
+    wc = 0
     for i in range(n):
+        g = pulse_index[i] - prev
+        prev = pulse_index[i]
+        if k + 10 > cap:
+            k = -1  # stop encoding, finish the rest of the pass
+        if k >= 0:
+            while g >= 128:
+                bob[k] = np.uint8((g & 127) | 128)
+                g >>= 7
+                k += 1
+            bob[k] = np.uint8(g)
+            k += 1
         ab = a_basis[i]
-        same = int(ab == b_basis[i])
+        bb = b_basis[i]
+        c = a_class[i]
+        wa = (wa << 1) | int(ab & 1)
+        wb = (wb << 1) | int(bb & 1)
+        if (i & 7) == 7:
+            alice[i >> 3] = np.uint8(wa & 255)
+            bob[cap + (i >> 3)] = np.uint8(wb & 255)
+        if pack_classes:
+            wc = (wc << 2) | int(c & 3)
+            if (i & 3) == 3:
+                alice[nb8 + (i >> 2)] = np.uint8(wc & 255)
+        # Branch-free: bases are random, so "if same basis" would mispredict half the
+        # time. Every row is written to both outputs; the cursors advance where it belongs.
+        same = int(ab == bb)
         z = same & int(ab == 0)
         x = same - z
         ai = a_bit[i]
         bi = b_bit[i]
-        c = a_class[i]
         alice_key[j] = ai
         bob_key[j] = bi
         alice_test[t] = ai
@@ -89,11 +133,26 @@ def _sift_kernel(
         key_counts[c] += z
         test_counts[c] += x
         test_errors[c] += x & int(ai != bi)
-    alice_key = alice_key[:j]
-    bob_key = bob_key[:j]
-    alice_test = alice_test[:t]
-    bob_test = bob_test[:t]
-    return alice_key, bob_key, key_counts, test_counts, test_errors, alice_test, bob_test
+    if n & 7:
+        pad = 8 - (n & 7)
+        alice[n >> 3] = np.uint8((wa << pad) & 255)
+        bob[cap + (n >> 3)] = np.uint8((wb << pad) & 255)
+    if pack_classes and n & 3:
+        alice[nb8 + (n >> 2)] = np.uint8((wc << (2 * (4 - (n & 3)))) & 255)
+    if k < 0:
+        # some gap took three bytes or more: encode again, exactly
+        gaps = _varint_gaps(pulse_index)
+        k = gaps.shape[0]
+        out = np.empty(k + nb8, dtype=np.uint8)
+        out[:k] = gaps
+        out[k:] = bob[cap:]
+    else:
+        out = bob[: k + nb8]
+        out[k:] = bob[cap:]
+    return (
+        alice_key[:j], bob_key[:j], key_counts, test_counts, test_errors,
+        alice_test[:t], bob_test[:t], out, alice,
+    )
 
 
 @numba.njit(cache=True, nogil=True)
@@ -114,16 +173,6 @@ def _varint_gaps(pulse_index: np.ndarray) -> np.ndarray:
         out[k] = np.uint8(g)
         k += 1
     return out[:k]
-
-
-@numba.njit(cache=True, nogil=True)
-def _pack2(values: np.ndarray) -> np.ndarray:
-    # Two bits per value (values < 4), four values per byte, first value in the high bits.
-    n = values.shape[0]
-    out = np.zeros((n + 3) // 4, dtype=np.uint8)
-    for i in range(n):
-        out[i >> 2] |= np.uint8((values[i] & 3) << (6 - 2 * (i & 3)))
-    return out
 
 
 def decode_gaps(data: bytes, count: int) -> np.ndarray:
@@ -155,15 +204,19 @@ def sift(records: DetectionRecords) -> SiftedBlock:
     test bases. Units: bits and counts. Pure; the messages are built, not sent.
     """
     K = records.pulses_sent.shape[0]
-    alice_key, bob_key, key_counts, test_counts, test_errors, alice_t, bob_t = _sift_kernel(
-        records.alice_basis, records.bob_basis, records.alice_bit, records.bob_bit,
-        records.alice_class, K,
+    (
+        alice_key, bob_key, key_counts, test_counts, test_errors, alice_t, bob_t, bob_msg,
+        alice_msg,
+    ) = _sift_kernel(
+        records.pulse_index, records.alice_basis, records.bob_basis, records.alice_bit,
+        records.bob_bit, records.alice_class, K, K <= 4,
     )
     # Public messages. Pulse indices are sent as varint gaps, bases and bits packed eight
     # to a byte, intensity classes four to a byte (two bits each) when there are <= 4.
-    bob_announce = _varint_gaps(records.pulse_index).tobytes() + _pack(records.bob_basis)
-    classes = _pack2(records.alice_class).tobytes() if K <= 4 else records.alice_class.tobytes()
-    alice_answer = _pack(records.alice_basis) + classes
+    bob_announce = bob_msg.tobytes()
+    alice_answer = alice_msg.tobytes()
+    if K > 4:
+        alice_answer += records.alice_class.tobytes()
     alice_test = _pack(alice_t)
     bob_test = _pack(bob_t)
     return SiftedBlock(
