@@ -37,14 +37,16 @@ from __future__ import annotations
 
 import hmac
 import struct
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
 import numpy as np
+from numba import njit
 
 from qkdnet.errors import AuthenticationError, KeyExhausted, ParameterError
-from qkdnet.postprocessing._gf2 import poly_hash
+from qkdnet.postprocessing._gf2 import _gf64_reduce, clmul, gf64_mul
 
 __all__ = [
     "AuthenticatedChannel",
@@ -152,11 +154,54 @@ class PreSharedKeyPool:
 def _message_blocks(message: bytes) -> np.ndarray:
     n = len(message)
     words = -(-n // 8)
-    buf = np.zeros(8 * words + 8, dtype=np.uint8)
-    buf[:n] = np.frombuffer(message, dtype=np.uint8)
-    blocks = buf.view("<u8").astype(np.uint64, copy=True)
+    # One copy straight into the word buffer (little-endian words, zero padded), then the
+    # length block: the detection announcements are megabytes, and a zeroed staging
+    # buffer plus a converting copy cost about as much as hashing them.
+    blocks = np.empty(words + 1, dtype=np.uint64)
+    raw = blocks.view(np.uint8)
+    raw[:n] = np.frombuffer(message, dtype=np.uint8)
+    raw[n : 8 * words] = 0
+    if sys.byteorder != "little":  # pragma: no cover - x86 and ARM run little-endian
+        blocks[:words] = blocks[:words].byteswap()
     blocks[-1] = np.uint64(8 * n)  # the length block
     return blocks
+
+
+@njit(cache=True, nogil=True)
+def _poly_hash8(words: np.ndarray, key: np.uint64) -> np.uint64:
+    """The same value as :func:`qkdnet.postprocessing._gf2.poly_hash` (Horner's rule over
+    GF(2^64)), eight words per step: ``h' = (h + w0) k^8 + w1 k^7 + ... + w7 k``, with
+    the eight carry-less products summed unreduced and reduced once (reduction is
+    linear). Horner's one-word step is a chain of multiply-reduce latencies; this one has
+    eight independent products per reduction, ~4x faster at megabyte messages."""
+    k1 = np.uint64(key)
+    k2 = gf64_mul(k1, k1)
+    k3 = gf64_mul(k2, k1)
+    k4 = gf64_mul(k2, k2)
+    k5 = gf64_mul(k4, k1)
+    k6 = gf64_mul(k4, k2)
+    k7 = gf64_mul(k4, k3)
+    k8 = gf64_mul(k4, k4)
+    n = words.shape[0]
+    h = np.uint64(0)
+    i = 0
+    while i + 8 <= n:
+        l0, h0 = clmul(h ^ words[i], k8)
+        l1, h1 = clmul(words[i + 1], k7)
+        l2, h2 = clmul(words[i + 2], k6)
+        l3, h3 = clmul(words[i + 3], k5)
+        l4, h4 = clmul(words[i + 4], k4)
+        l5, h5 = clmul(words[i + 5], k3)
+        l6, h6 = clmul(words[i + 6], k2)
+        l7, h7 = clmul(words[i + 7], k1)
+        h = _gf64_reduce(
+            l0 ^ l1 ^ l2 ^ l3 ^ l4 ^ l5 ^ l6 ^ l7, h0 ^ h1 ^ h2 ^ h3 ^ h4 ^ h5 ^ h6 ^ h7
+        )
+        i += 8
+    while i < n:
+        h = gf64_mul(h ^ words[i], k1)
+        i += 1
+    return h
 
 
 class WegmanCarterAuthenticator:
@@ -198,7 +243,7 @@ class WegmanCarterAuthenticator:
         keys, pad = self._next_keys()
         blocks = _message_blocks(message)
         tag = np.array(
-            [poly_hash(blocks, np.uint64(keys[2 * i])) ^ keys[2 * i + 1] ^ pad[i]
+            [_poly_hash8(blocks, np.uint64(keys[2 * i])) ^ keys[2 * i + 1] ^ pad[i]
              for i in range(self._lanes)],
             dtype="<u8",
         )
