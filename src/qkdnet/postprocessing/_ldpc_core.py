@@ -7,11 +7,13 @@ each column's degree from a fixed distribution and its edges are placed greedily
 least-loaded checks that do not close a 4-cycle (a progressive-edge-growth-style rule
 restricted to girth > 4; cf. Hu, Eleftheriou, Arnold, IEEE Trans. IT 51, 2005).
 
-Two decoders, both belief propagation adapted to syndrome decoding (the sign of every
-check-to-variable message is flipped when that check's syndrome bit is 1): sum-product with
-the tanh rule (Gallager 1963; Kschischang, Frey, Loeliger 2001), used by default because at
-the high check degrees of rate-0.8-0.9 codes it needs ~0.1 less efficiency than min-sum;
-and normalised min-sum (Chen & Fossorier 2002), kept for comparison.
+Three decoders, all belief propagation adapted to syndrome decoding (the sign of every
+check-to-variable message is flipped when that check's syndrome bit is 1): ``decode_layered``
+(layered sum-product, phi table, warm start; the one ``ldpc.py`` uses), and two flooding
+decoders kept for comparison and benchmarks of the first version: sum-product with the tanh
+rule (Gallager 1963; Kschischang, Frey, Loeliger 2001) and normalised min-sum (Chen &
+Fossorier 2002), which at the high check degrees of rate-0.8-0.9 codes needs ~0.1 more
+efficiency than sum-product.
 """
 
 from __future__ import annotations

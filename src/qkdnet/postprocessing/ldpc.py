@@ -83,7 +83,11 @@ KEY_FRACTION = 0.875  # at most this share of a frame carries key bits (room for
 # rounding, and fewer distinct codes means fewer (0.2-0.5 s) constructions as Q drifts
 CHECK_STEPS = 64
 _MAX_ITER = 100  # layered iterations per attempt
-_STALL = 5  # give up an attempt after this many iterations without a new best
+# give up an attempt after this many iterations without fewer unsatisfied checks: short
+# while punctured symbols remain to be revealed (the next round resumes from here), long
+# for the last attempt
+_STALL = 5
+_STALL_LAST = 20
 _PINNED_LLR = 40.0  # "certainly this value": a shortened or revealed position
 _QBER_FLOOR = 1e-4
 
@@ -278,9 +282,10 @@ def reconcile_ldpc(
     corrected = b.copy()
 
     def decode(i: int) -> bool:
+        stall = _STALL if remaining > 0 else _STALL_LAST
         xhat, ok, _ = decode_layered(
             code.check_ptr, code.edge_var, llrs[i], syndromes[i], _MAX_ITER, PHI_TABLE,
-            c2v[i], _STALL,
+            c2v[i], stall,
         )
         if ok:
             k = plan.frame_key_bits[i]
