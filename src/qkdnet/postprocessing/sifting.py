@@ -11,6 +11,7 @@ answers with her bases and intensity classes; both announce their test-basis bit
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numba
@@ -58,9 +59,10 @@ def _sift_kernel(
     a_class: np.ndarray,
     n_classes: int,
     pack_classes: bool,
+    prev0: int,
 ) -> tuple[
     np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
-    np.ndarray, np.ndarray,
+    np.ndarray, np.ndarray, int,
 ]:
     # One pass over the detections does the sifting, the counts and most of the public
     # messages (Bob's varint gaps and packed bases, Alice's packed bases and classes):
@@ -89,7 +91,7 @@ def _sift_kernel(
     j = 0
     t = 0
     k = 0
-    prev = 0
+    prev = prev0  # pulse index before the first row (0, or the last one of the rows before)
     wa = 0
     wb = 0
     wc = 0
@@ -141,7 +143,7 @@ def _sift_kernel(
         alice[nb8 + (n >> 2)] = np.uint8((wc << (2 * (4 - (n & 3)))) & 255)
     if k < 0:
         # some gap took three bytes or more: encode again, exactly
-        gaps = _varint_gaps(pulse_index)
+        gaps = _varint_gaps(pulse_index, prev0)
         k = gaps.shape[0]
         out = np.empty(k + nb8, dtype=np.uint8)
         out[:k] = gaps
@@ -151,18 +153,18 @@ def _sift_kernel(
         out[k:] = bob[cap:]
     return (
         alice_key[:j], bob_key[:j], key_counts, test_counts, test_errors,
-        alice_test[:t], bob_test[:t], out, alice,
+        alice_test[:t], bob_test[:t], out, alice, k,
     )
 
 
 @numba.njit(cache=True, nogil=True)
-def _varint_gaps(pulse_index: np.ndarray) -> np.ndarray:
+def _varint_gaps(pulse_index: np.ndarray, prev0: int = 0) -> np.ndarray:
     # Gaps between detected pulse indices as LEB128 varints (7 bits per byte, high bit =
     # "more"): 1-2 bytes per detection instead of 8, so less to send and to authenticate.
     n = pulse_index.shape[0]
     out = np.empty(10 * n, dtype=np.uint8)
     k = 0
-    prev = 0
+    prev = prev0
     for i in range(n):
         g = pulse_index[i] - prev
         prev = pulse_index[i]
@@ -197,6 +199,21 @@ def _pack(arr: np.ndarray) -> bytes:
     return bytes(np.packbits(arr.astype(np.uint8, copy=False)).tobytes())
 
 
+#: Blocks with at least this many detections are sifted as two halves on two threads.
+PARALLEL_MIN_DETECTIONS = 1 << 20
+_POOL: list[ThreadPoolExecutor] = []
+
+
+def _pool() -> ThreadPoolExecutor:
+    if not _POOL:
+        _POOL.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="qkd-sift"))
+    return _POOL[0]
+
+
+def _cat(arrays: list[np.ndarray]) -> np.ndarray:
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+
+
 def sift(records: DetectionRecords) -> SiftedBlock:
     """Sift one block of detection records (Bennett & Brassard 1984; Lim et al. 2014).
 
@@ -204,17 +221,43 @@ def sift(records: DetectionRecords) -> SiftedBlock:
     test bases. Units: bits and counts. Pure; the messages are built, not sent.
     """
     K = records.pulses_sent.shape[0]
-    (
-        alice_key, bob_key, key_counts, test_counts, test_errors, alice_t, bob_t, bob_msg,
-        alice_msg,
-    ) = _sift_kernel(
+    cols = (
         records.pulse_index, records.alice_basis, records.bob_basis, records.alice_bit,
-        records.bob_bit, records.alice_class, K, K <= 4,
+        records.bob_bit, records.alice_class,
     )
+    n = records.detections
+    # Long blocks: two halves on two cores (the kernel releases the GIL), cut at a
+    # multiple of 8 rows so that the packed bases and classes of the halves just
+    # concatenate; the second half's first gap counts from the first half's last pulse.
+    cut = (n // 2) & ~7 if n >= PARALLEL_MIN_DETECTIONS else n
+    parts = [(0, cut, 0)] + ([(cut, n, int(records.pulse_index[cut - 1]))] if cut < n else [])
+
+    def run(part: tuple[int, int, int]) -> tuple:
+        lo, hi, prev0 = part
+        idx, ab, bb, abit, bbit, cls = (c[lo:hi] for c in cols)
+        return _sift_kernel(idx, ab, bb, abit, bbit, cls, K, K <= 4, prev0)
+
+    if len(parts) == 1:
+        res = [run(parts[0])]
+    else:
+        future = _pool().submit(run, parts[1])
+        res = [run(parts[0]), future.result()]
+    alice_key = _cat([r[0] for r in res])
+    bob_key = _cat([r[1] for r in res])
+    key_counts = sum(r[2] for r in res)
+    test_counts = sum(r[3] for r in res)
+    test_errors = sum(r[4] for r in res)
+    alice_t = _cat([r[5] for r in res])
+    bob_t = _cat([r[6] for r in res])
     # Public messages. Pulse indices are sent as varint gaps, bases and bits packed eight
     # to a byte, intensity classes four to a byte (two bits each) when there are <= 4.
-    bob_announce = bob_msg.tobytes()
-    alice_answer = alice_msg.tobytes()
+    # Bob: all gaps, then all bases; Alice: all bases, then all classes.
+    bob_announce = b"".join(
+        [r[7][: r[9]] for r in res] + [r[7][r[9]:] for r in res]
+    )
+    bases = [r[8][: (hi - lo + 7) >> 3] for r, (lo, hi, _) in zip(res, parts, strict=True)]
+    classes = [r[8][(hi - lo + 7) >> 3 :] for r, (lo, hi, _) in zip(res, parts, strict=True)]
+    alice_answer = b"".join(bases + classes)
     if K > 4:
         alice_answer += records.alice_class.tobytes()
     alice_test = _pack(alice_t)
