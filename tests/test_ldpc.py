@@ -16,11 +16,11 @@ from qkdnet.errors import ParameterError, ProtocolAbort
 from qkdnet.postprocessing._ldpc_core import syndrome
 from qkdnet.postprocessing.ldpc import (
     CHECK_STEPS,
-    F_START,
     LdpcDecodingFailed,
     ldpc_code,
     ldpc_plan,
     reconcile_ldpc,
+    start_efficiency,
     target_efficiency,
 )
 from qkdnet.postprocessing.reconciliation import ReconciliationFailed, binary_entropy
@@ -191,9 +191,10 @@ def test_plan_rate_adapts_to_qber():
         per_bit = plan.n_checks / 16384
         want = target_efficiency(q) * binary_entropy(q)
         assert want <= per_bit <= want + step / 16384 + 1e-12
-        # the first attempt discloses M - p = round(1.05 h k) bits
+        # the first attempt discloses M - p = round(f_start h k) bits, f_start < f_max
         start = (plan.n_checks - plan.punctured) / 16384
-        assert abs(start - F_START * binary_entropy(q)) <= 1 / 16384
+        assert abs(start - start_efficiency(q) * binary_entropy(q)) <= 1 / 16384
+        assert 1.0 < start_efficiency(q) < target_efficiency(q)
         assert plan.punctured + 16384 <= plan.n_vars
 
 
