@@ -17,6 +17,7 @@ import os
 import select
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -114,6 +115,7 @@ class Ledger:
     cut: dict[str, int] = field(default_factory=dict)  # op -> requests cut off
     refused: dict[str, int] = field(default_factory=dict)  # op:error -> count
     ahead: set[str] = field(default_factory=set)  # acknowledged relay-ahead key IDs
+    back_used: int = 0  # checks that found link-key bytes used from a block's end
 
 
 def run_ops(cl: Cluster, lg: Ledger, rng: np.random.Generator, stop: threading.Event,
@@ -122,7 +124,7 @@ def run_ops(cl: Cluster, lg: Ledger, rng: np.random.Generator, stop: threading.E
         if stop.is_set():
             return
         op = rng.choice(["deposit", "relay", "direct", "retrieve", "ahead"],
-                        p=[0.3, 0.3, 0.1, 0.2, 0.1])
+                        p=[0.3, 0.25, 0.1, 0.2, 0.15])
         try:
             if op == "deposit":
                 link = str(rng.choice(list(LINKS)))
@@ -141,8 +143,11 @@ def run_ops(cl: Cluster, lg: Ledger, rng: np.random.Generator, stop: threading.E
                               number=2, size=256)
                 lg.ahead.update(ids)
             elif op in ("relay", "direct"):
-                master, slave = ("A", "C") if op == "relay" else tuple(
-                    rng.choice([("A", "B"), ("B", "C")]))
+                # Both directions of every link: C -> A and the reverse direct pairs spend
+                # each link key from the end of its blocks (link directions).
+                pairs = [("A", "C"), ("C", "A")] if op == "relay" else [
+                    ("A", "B"), ("B", "C"), ("B", "A"), ("C", "B")]
+                master, slave = pairs[int(rng.integers(len(pairs)))]
                 got = cl.call(master, op="supply", master=SAE[master], slave=SAE[slave],
                               slave_node=slave, number=int(rng.integers(1, 4)), size=256)
                 for kid, hexkey in got:
@@ -198,21 +203,37 @@ def check(cl: Cluster, lg: Ledger) -> None:
                 lg.violations.append(f"acknowledged relayed-ahead key {kid} lost at A")
             if kid not in at_c and not stores["C"].is_consumed(dec, uuid.UUID(kid)):
                 lg.violations.append(f"acknowledged relayed-ahead key {kid} lost at C")
-        # Link keys: an ID means the same bytes at both ends; acknowledged ones never vanish.
+        # Link keys: an ID means the same bytes at both ends — at every end, the bytes not
+        # yet used are the deposited ones at the same offsets (one end may lag: it still
+        # holds bytes its peer used), and the used ones, from either end of the block (the
+        # two link directions), are overwritten with zeros. Acknowledged ones never vanish.
         for link, (a, b) in LINKS.items():
             pool = link_pool(link)
             at = {n: {str(x.key_id): x.bits for x in stores[n].blocks(pool)} for n in (a, b)}
+            raw: dict[str, dict[str, tuple[bytes, int, int]]] = {}
             for node in (a, b):
-                for kid, rest in at[node].items():
-                    full = lg.link_bits[kid]
-                    if not full.endswith(rest):
+                with sqlite3.connect(cl.db(node)) as conn:
+                    rows = conn.execute(
+                        "SELECT key_id, bits, used, used_back FROM qk_keys WHERE pool = ?",
+                        (pool,),
+                    ).fetchall()
+                raw[node] = {kid: (bytes(bits), used, back) for kid, bits, used, back in rows}
+                for kid, (bits, used, back) in raw[node].items():
+                    lg.back_used += back > 0
+                    full, end = lg.link_bits[kid], len(bits) - back
+                    if len(bits) != len(full) or bits[used:end] != full[used:end]:
                         lg.violations.append(f"link key {kid} at {node} is not what was deposited")
+                    if bits[:used] != bytes(used) or bits[end:] != bytes(back):
+                        lg.violations.append(f"used bytes of link key {kid} at {node} not erased")
+                    if at[node].get(kid) != full[used:end]:
+                        lg.violations.append(f"store at {node} shows link key {kid} wrongly")
                 for kid in lg.acked.get((node, link), set()):
                     if kid not in at[node] and not stores[node].is_consumed(pool, uuid.UUID(kid)):
                         lg.violations.append(f"acknowledged link key {kid} lost at {node}")
-            for kid in at[a].keys() & at[b].keys():
-                x, y = at[a][kid], at[b][kid]
-                if not (x.endswith(y) or y.endswith(x)):
+            for kid in raw[a].keys() & raw[b].keys():
+                (x, ux, bx), (y, uy, by) = raw[a][kid], raw[b][kid]
+                lo, hi = max(ux, uy), min(len(x) - bx, len(y) - by)  # unused at both ends
+                if len(x) != len(y) or x[lo:hi] != y[lo:hi]:
                     lg.violations.append(f"link key {kid} differs between {a} and {b}")
     finally:
         for s in stores.values():
@@ -276,9 +297,11 @@ def test_sigkill_during_relay_and_supply_keeps_every_promise(tmp_path: Path) -> 
         assert lg.supplied_relayed >= 5, f"too few relays completed: {lg.refused}"
         assert len(lg.to_master) >= 20, "too few keys supplied to mean anything"
         assert len(lg.ahead) >= 4, "too few keys relayed ahead to mean anything"
+        assert lg.back_used >= 5, "the back direction of the links was hardly used"
         assert lg.interrupted + errors >= CYCLES // 2, "crashes rarely hit a request"
         assert relay_hits >= 5, f"crashes rarely hit a relay: {lg.cut} {lg.refused}"
         print(f"{CYCLES} crash cycles in {elapsed:.1f} s; {len(lg.to_master)} keys supplied, "
+              f"{len(lg.ahead)} relayed ahead, {lg.back_used} back-used blocks seen, "
               f"{lg.supplied_relayed} relayed supplies, requests cut off: {lg.cut}, "
               f"refused: {lg.refused}")
     finally:

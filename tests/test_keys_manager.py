@@ -7,6 +7,7 @@ generator and deposited at both ends, as a QKD link's post-processing would.
 from __future__ import annotations
 
 import base64
+import threading
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -57,9 +58,17 @@ class Net:
     def link(self, a: str, b: str) -> str:
         return "-".join(sorted((a, b)))
 
-    def feed(self, a: str, b: str, rng: np.random.Generator, blocks: int, size: int) -> None:
+    def feed(
+        self, a: str, b: str, rng: np.random.Generator, blocks: int, size: int,
+        parity: int | None = None,
+    ) -> None:
+        """Deposit ``blocks`` link keys at both ends; ``parity`` fixes that of each key ID's
+        last hex digit (0: home blocks of the smaller node ID's direction, 1: the other's)."""
         for _ in range(blocks):
-            bits, kid = rng.bytes(size), uuid.UUID(bytes=rng.bytes(16), version=4)
+            raw = bytearray(rng.bytes(16))
+            if parity is not None:
+                raw[15] = (raw[15] & 0xFE) | parity
+            bits, kid = rng.bytes(size), uuid.UUID(bytes=bytes(raw), version=4)
             self.link_bits[kid] = bits
             self.kms[a].deposit_link_key(self.link(a, b), bits, kid)
             self.kms[b].deposit_link_key(self.link(a, b), bits, kid)
@@ -430,32 +439,112 @@ class CrossFire:
         self.net = net
         self.armed = True
         self.b_error: Exception | None = None
+        self.b_keys: list[Any] | None = None
 
     def send(self, message: KxMessage) -> KxMessage:
         if self.armed and message.kind is MessageKind.RELAY and message.source_node == "A":
             self.armed = False
             try:
-                self.net.kms["B"].supply("sae-B", "sae-A", "A", 1, 256)
+                self.b_keys = self.net.kms["B"].supply("sae-B", "sae-A", "A", 1, 256)
             except RelayError as exc:
                 self.b_error = exc
         return self.net.transport.send(message)
 
 
-def test_both_ends_taking_the_same_bytes_burns_them_and_accepts_neither(
+def test_both_ends_relaying_at_once_use_disjoint_bytes_and_both_succeed(
     store_factory: Factory,
 ) -> None:
-    net = make_net(store_factory, [("A", "B")], np.random.default_rng(18), probe=False)
+    # A's relay message is held back until B has relayed over the same link the other way.
+    # Before link directions, both took the same oldest bytes and both relays were refused;
+    # now A (the smaller ID) takes from the start of its home blocks, B from the end of
+    # its own, and both relays succeed.
+    rng = np.random.default_rng(18)
+    net = make_net(store_factory, [("A", "B")], rng, blocks=0, probe=False)
+    net.feed("A", "B", rng, 2, 256, parity=0)
+    net.feed("A", "B", rng, 2, 256, parity=1)
     cross = CrossFire(net)
     net.kms["A"].transport = cross
     net.kms["B"].transport = cross
     log: list[KxMessage] = []
     net.transport.taps.append(lambda req, resp: log.append(req))
-    with pytest.raises(RelayError):
-        net.kms["A"].supply("sae-A", "sae-B", "B", 1, 256)
-    assert isinstance(cross.b_error, RelayError)  # B's relay was refused by A as well
-    ranges = [tuple(m.body["ranges"][0]) for m in log if m.kind is MessageKind.RELAY]
-    assert len(ranges) == 2 and ranges[0] == ranges[1]  # the same link-key bytes, twice
-    assert net.in_step()  # burnt at both ends
-    assert not [p for km in net.kms.values() for p in km.store.pools() if not p.startswith("link:")]
-    keys = net.kms["A"].supply("sae-A", "sae-B", "B", 1, 256)  # and the link works on
+    before = net.avail()
+    keys = net.kms["A"].supply("sae-A", "sae-B", "B", 1, 256)
+    assert cross.b_error is None and cross.b_keys is not None  # B's relay went through too
+    ranges = {m.source_node: [KeyRange.from_json(r) for r in m.body["ranges"]]
+              for m in log if m.kind is MessageKind.RELAY}
+    per_relay = MAC_KEY_BYTES + 32
+    home = {"A": 0, "B": 1}
+    for node, rs in ranges.items():
+        assert len(rs) == 1 and rs[0].size_bytes == per_relay
+        assert int(str(rs[0].key_id)[-1], 16) % 2 == home[node]  # each from its own blocks
+    assert ranges["A"][0].start == 0 and ranges["B"][0].end == 256  # start vs end of block
+    after = net.avail()
+    assert all(before[e] - after[e] == 2 * per_relay for e in before)  # both relays, exactly
+    assert net.in_step()
     assert net.kms["B"].retrieve("sae-B", "sae-A", [keys[0].key_id]) == keys
+    assert net.kms["A"].retrieve("sae-A", "sae-B", [cross.b_keys[0].key_id]) == cross.b_keys
+    assert net.material(ranges["A"])[MAC_KEY_BYTES:] == keys[0].key  # first hop: the pad
+    assert net.material(ranges["B"])[MAC_KEY_BYTES:] == cross.b_keys[0].key
+
+
+class Rendezvous:
+    """Holds each side's first relay message until the other side's is in flight too."""
+
+    def __init__(self, inner: InProcessTransport) -> None:
+        self.inner = inner
+        self.barrier = threading.Barrier(2, timeout=20.0)
+        self.waited: set[str] = set()
+        self.lock = threading.Lock()
+
+    def send(self, message: KxMessage) -> KxMessage:
+        with self.lock:
+            first = message.kind is MessageKind.RELAY and message.source_node not in self.waited
+            self.waited.add(message.source_node)
+        if first:
+            self.barrier.wait()
+        return self.inner.send(message)
+
+
+def test_two_managers_relaying_in_opposite_directions_concurrently(
+    store_factory: Factory,
+) -> None:
+    # Two threads, one per node, each supplying keys to an SAE at the other node over the
+    # same link, their first messages in flight at the same moment. Every relay succeeds
+    # (each node's own relays stay in order), every key is the same at both ends, and
+    # each end of the link spent exactly the key of both directions' relays.
+    rng = np.random.default_rng(30)
+    net = make_net(store_factory, [("A", "B")], rng, blocks=0, probe=False)
+    net.feed("A", "B", rng, 2, 2048, parity=0)
+    net.feed("A", "B", rng, 2, 2048, parity=1)
+    rendezvous = Rendezvous(net.transport)
+    for km in net.kms.values():
+        km.transport = rendezvous
+    before = net.avail()
+    rounds, number, size_bits = 20, 2, 128
+    got: dict[str, list[Any]] = {"A": [], "B": []}
+    errors: list[BaseException] = []
+
+    def hammer(node: str, peer: str) -> None:
+        try:
+            for _ in range(rounds):
+                got[node] += net.kms[node].supply(f"sae-{node}", f"sae-{peer}", peer,
+                                                  number, size_bits)
+        except BaseException as exc:  # reported below, with the node
+            errors.append(exc)
+
+    threads = [threading.Thread(target=hammer, args=p) for p in (("A", "B"), ("B", "A"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60.0)
+    assert not errors, errors
+    assert len(got["A"]) == len(got["B"]) == rounds * number
+    per_relay = MAC_KEY_BYTES + number * size_bits // 8
+    after = net.avail()
+    assert all(before[e] - after[e] == 2 * rounds * per_relay for e in before)
+    assert net.in_step()
+    for node, peer in (("A", "B"), ("B", "A")):
+        keys = got[node]
+        assert net.kms[peer].retrieve(f"sae-{peer}", f"sae-{node}",
+                                      [k.key_id for k in keys]) == keys
+    assert len({k.key for k in got["A"] + got["B"]}) == 2 * rounds * number

@@ -22,9 +22,10 @@ from qkdnet.keys.manager import (
     Router,
     dec_pool,
     enc_pool,
+    link_direction,
     link_pool,
 )
-from qkdnet.keys.store import KeyBlock, KeyRange, KeyStore, SQLiteKeyStore
+from qkdnet.keys.store import BACK, FRONT, KeyBlock, KeyRange, KeyStore, SQLiteKeyStore
 from qkdnet.keys.transport import InProcessTransport, KxMessage, MessageKind, Transport
 
 if TYPE_CHECKING:
@@ -48,6 +49,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "BACK",
+    "FRONT",
     "MAC_KEY_BYTES",
     "Clock",
     "DeliveredKey",
@@ -70,6 +73,7 @@ __all__ = [
     "Transport",
     "dec_pool",
     "enc_pool",
+    "link_direction",
     "link_pool",
     "pull_link_keys",
 ]

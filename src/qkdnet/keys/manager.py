@@ -17,6 +17,12 @@ two 16-byte pads (request tag, completion tag), then the pad. On the first hop t
 one-time padded. The destination stores the key, then answers with an authenticated
 relay-completion message that travels back hop by hop to the origin. Total link key
 spent: ``h * (MAC_KEY_BYTES + number*size)`` bytes, counted at both ends of each link.
+
+Each hop's sender spends its own share of the link key (:func:`link_direction`): the node
+with the smaller ID takes link-key blocks from their start, the other from their end,
+each preferring its own half of the blocks, so relays that the two ends of a link
+originate at the same moment name different bytes and both go through. Per direction,
+messages must still arrive in the order their key was taken.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ from qkdnet.errors import (
 )
 from qkdnet.keys.clock import Clock
 from qkdnet.keys.mac import MAC_HASH_KEY_BYTES, MAC_PAD_BYTES, mac_tag, mac_verify
-from qkdnet.keys.store import KeyBlock, KeyRange, KeyStore, bits_to_bytes
+from qkdnet.keys.store import BACK, FRONT, KeyBlock, KeyRange, KeyStore, bits_to_bytes
 from qkdnet.keys.transport import KxMessage, MessageKind, Transport, b64, unb64
 
 #: Link-key bytes one relay message spends on authentication: hash key + request pad +
@@ -124,6 +130,17 @@ def key_ids_from_seed(seed: uuid.UUID, number: int) -> list[uuid.UUID]:
     both ends derive the same IDs.
     """
     return [uuid.uuid5(seed, str(i)) for i in range(number)]
+
+
+def link_direction(sender: str, receiver: str) -> str:
+    """Which share of a link's key the node ``sender`` spends on its messages to
+    ``receiver``: the end with the smaller node ID takes every link-key block from its start
+    (``FRONT``), the other from its end (``BACK``). Both ends compute the same answer, so
+    relays originated at the two ends at the same moment never name the same bytes.
+    """
+    if sender == receiver:
+        raise ParameterError("link", f"a link joins two nodes, got {sender!r} twice")
+    return FRONT if sender < receiver else BACK
 
 
 def link_pool(link_id: str) -> str:
@@ -609,7 +626,10 @@ class KeyManager:
     ) -> bytes:
         """Relay one key share along ``path`` from this (origin) node; returns the share."""
         link_id = self.link_to(path[1])
-        ranges, material = self.store.take_bytes(link_pool(link_id), MAC_KEY_BYTES + number * size)
+        ranges, material = self.store.take_bytes(
+            link_pool(link_id), MAC_KEY_BYTES + number * size,
+            direction=link_direction(self.node_id, path[1]),
+        )
         self._count(self.stats.link_bytes_sent, link_id, len(material))
         mac_r, pad_req, pad_resp = material[:16], material[16:32], material[32:48]
         pad = material[MAC_KEY_BYTES:]
@@ -733,7 +753,8 @@ class KeyManager:
         ):
             raise RelayError("relay path does not pass this node")
         pool = link_pool(message.link_id)
-        material = self.store.read_ranges(pool, ranges)
+        direction = link_direction(message.source_node, self.node_id)
+        material = self.store.read_ranges(pool, ranges, direction=direction)
         need = MAC_KEY_BYTES + len(key_ids) * size
         if len(material) != need:
             raise RelayError("relay message names the wrong amount of link key")
@@ -762,23 +783,25 @@ class KeyManager:
             except (KeyManagementError, ParameterError) as exc:
                 # Refused here (unknown SAE, clashing key ID): spend the incoming key anyway
                 # so the link stays in step, and tell the origin.
-                self.store.consume_ranges(pool, ranges)
+                self.store.consume_ranges(pool, ranges, direction=direction)
                 return answer(MessageKind.RELAY_FAILED, {"reason": "refused", "message": str(exc)})
-            self.store.consume_ranges(pool, ranges)
+            self.store.consume_ranges(pool, ranges, direction=direction)
             self._count(self.stats.link_bytes_received, message.link_id, need)
             return answer(MessageKind.RELAY_COMPLETE, {"node": self.node_id})
         # A trusted node: re-encrypt with the next hop's link key.
         next_node = path[hop + 1]
         try:
             next_link = self.link_to(next_node)
-            out_ranges, out = self.store.take_bytes(link_pool(next_link), need)
+            out_ranges, out = self.store.take_bytes(
+                link_pool(next_link), need, direction=link_direction(self.node_id, next_node)
+            )
         except KeyManagementError as exc:
             # Consume the incoming key anyway so the link stays in step at both ends.
-            self.store.consume_ranges(pool, ranges)
+            self.store.consume_ranges(pool, ranges, direction=direction)
             reason = "exhausted" if isinstance(exc, KeyExhausted) else "error"
             return answer(MessageKind.RELAY_FAILED, {"reason": reason, "message": str(exc)})
         except RoutingError as exc:
-            self.store.consume_ranges(pool, ranges)
+            self.store.consume_ranges(pool, ranges, direction=direction)
             return answer(MessageKind.RELAY_FAILED, {"reason": "routing", "message": str(exc)})
         self._count(self.stats.link_bytes_sent, next_link, need)
         fwd_body = dict(body)
@@ -793,9 +816,9 @@ class KeyManager:
             resp = self.transport.send(fwd)
             self._check_response(resp, fwd, out[:16], out[32:48])
         except QkdnetError as exc:
-            self.store.consume_ranges(pool, ranges)
+            self.store.consume_ranges(pool, ranges, direction=direction)
             return answer(MessageKind.RELAY_FAILED, {"reason": "error", "message": str(exc)})
-        self.store.consume_ranges(pool, ranges)
+        self.store.consume_ranges(pool, ranges, direction=direction)
         self._count(self.stats.link_bytes_received, message.link_id, need)
         return answer(resp.kind, {k: v for k, v in resp.body.items() if k != "relay_id"})
 

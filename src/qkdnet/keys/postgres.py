@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from qkdnet.errors import ParameterError, StoreError
-from qkdnet.keys.store import _SCHEMA, _SqlKeyStore
+from qkdnet.keys.store import _MIGRATE_USED_BACK, _SCHEMA, _SqlKeyStore
 
 
 class PostgresKeyStore(_SqlKeyStore):
@@ -49,6 +49,9 @@ class PostgresKeyStore(_SqlKeyStore):
                 cur.execute("SELECT pg_advisory_xact_lock(7170071)")  # one schema creator at a time
                 for stmt in _SCHEMA:
                     cur.execute(self._q(stmt.format(serial="BIGSERIAL PRIMARY KEY", blob="BYTEA")))
+                # Stores created before the back direction existed gain its column.
+                migrate = _MIGRATE_USED_BACK.replace("ADD COLUMN", "ADD COLUMN IF NOT EXISTS")
+                cur.execute(self._q(migrate))
         except psycopg.Error as exc:
             raise StoreError(f"cannot open PostgreSQL key store: {exc}") from exc
 

@@ -12,10 +12,14 @@ Two ways of taking key out of a pool, both atomic (one database transaction each
 * byte ranges of link key (for one-time pads and MAC keys of relay, Y.3803): the sender
   calls :meth:`take_bytes`, which erases the oldest bytes and returns them with their
   :class:`KeyRange` s; the receiver names the same ranges to :meth:`read_ranges` (to check
-  the MAC first) and :meth:`consume_ranges`. A block remembers how many of its leading
-  bytes are used (erased); ranges must come in order, and a receiver that sees a range
-  start beyond its own mark erases the gap (the sender crashed after taking it), which
-  keeps both ends in step and refuses replays.
+  the MAC first) and :meth:`consume_ranges`. Each link has two *directions*, one per
+  sending end: the ``front`` direction takes every block from its first byte upwards, the
+  ``back`` direction from its last byte downwards, so the two ends of a link never take
+  the same bytes while their marks are apart. A block remembers how many leading bytes
+  (``used``) and trailing bytes (``used_back``) are used (erased); in each direction
+  ranges must come in order, and a receiver that sees a range beyond its own mark for
+  that direction erases the gap (the sender crashed after taking it), which keeps both
+  ends in step and refuses replays. A block is erased once the two marks meet.
 
 Backends: :class:`SQLiteKeyStore` (here; WAL, ``secure_delete``) and
 :class:`qkdnet.keys.postgres.PostgresKeyStore` (psycopg 3). Both share this SQL.
@@ -39,6 +43,11 @@ from qkdnet.errors import (
     ParameterError,
     StoreError,
 )
+
+#: The two directions of a link's byte ranges (see the module docstring).
+FRONT, BACK = "front", "back"
+#: Last hex digits of the key IDs of FRONT's home blocks (see take_bytes).
+_EVEN = "('0', '2', '4', '6', '8', 'a', 'c', 'e')"
 
 
 @dataclass(frozen=True)
@@ -148,17 +157,22 @@ class KeyStore(Protocol):
         ...
 
     def take_bytes(
-        self, pool: str, size_bytes: int, now: float | None = None
+        self, pool: str, size_bytes: int, now: float | None = None, *, direction: str = FRONT
     ) -> tuple[list[KeyRange], bytes]:
-        """Take and erase the oldest ``size_bytes`` unused bytes; their ranges and bytes."""
+        """Take and erase ``size_bytes`` unused bytes for ``direction`` (FRONT or BACK):
+        oldest blocks first, from each block's start (FRONT) or end (BACK)."""
         ...
 
-    def read_ranges(self, pool: str, ranges: Sequence[KeyRange]) -> bytes:
-        """The bytes of ranges named by a peer, consuming nothing."""
+    def read_ranges(
+        self, pool: str, ranges: Sequence[KeyRange], *, direction: str = FRONT
+    ) -> bytes:
+        """The bytes of ranges a peer took in ``direction``, consuming nothing."""
         ...
 
-    def consume_ranges(self, pool: str, ranges: Sequence[KeyRange]) -> bytes:
-        """Consume ranges named by a peer (erasing any gap before them); their bytes."""
+    def consume_ranges(
+        self, pool: str, ranges: Sequence[KeyRange], *, direction: str = FRONT
+    ) -> bytes:
+        """Consume ranges a peer took in ``direction`` (erasing any gap before them)."""
         ...
 
     def is_consumed(self, pool: str, key_id: uuid.UUID) -> bool:
@@ -196,6 +210,7 @@ _SCHEMA = [
         created DOUBLE PRECISION NOT NULL,
         epsilon DOUBLE PRECISION NOT NULL,
         used INTEGER NOT NULL DEFAULT 0,
+        used_back INTEGER NOT NULL DEFAULT 0,
         holder TEXT,
         reserved_until DOUBLE PRECISION,
         UNIQUE (pool, key_id))""",
@@ -207,12 +222,24 @@ _SCHEMA = [
         PRIMARY KEY (pool, key_id))""",
 ]
 
-_COLS = "key_id, bits, link, created, epsilon, used"
+#: Added after the first release: stores created before it gain the column on open.
+_MIGRATE_USED_BACK = "ALTER TABLE qk_keys ADD COLUMN used_back INTEGER NOT NULL DEFAULT 0"
 
+_COLS = "key_id, bits, link, created, epsilon, used, used_back"
 
 def _block(row: Sequence[Any]) -> KeyBlock:
-    key_id, bits, link, created, epsilon, used = row
-    return KeyBlock(uuid.UUID(key_id), bytes(bits)[used:], link, float(created), float(epsilon))
+    key_id, bits, link, created, epsilon, used, used_back = row
+    raw = bytes(bits)
+    return KeyBlock(
+        uuid.UUID(key_id), raw[used : len(raw) - used_back], link, float(created), float(epsilon)
+    )
+
+
+def _check_direction(direction: str) -> bool:
+    """True for the back direction; ParameterError for anything but FRONT or BACK."""
+    if direction not in (FRONT, BACK):
+        raise ParameterError("direction", f"must be {FRONT!r} or {BACK!r}, got {direction!r}")
+    return direction == BACK
 
 
 def _check_pool(pool: str) -> None:
@@ -300,13 +327,14 @@ class _SqlKeyStore:
                     )
                 self._exec(
                     cur,
-                    "SELECT key_id, bits, used FROM qk_keys "
+                    "SELECT key_id, bits, used, used_back FROM qk_keys "
                     f"WHERE pool = ? AND key_id IN ({marks})",
                     (pool, *chunk),
                 )
-                for kid, bits, used in cur.fetchall():
+                for kid, bits, used, back in cur.fetchall():
                     old, fresh = bytes(bits), batch.pop(kid).bits
-                    if len(old) != len(fresh) or old[used:] != fresh[used:]:
+                    live = slice(used, len(old) - back)  # the bytes not yet erased
+                    if len(old) != len(fresh) or old[live] != fresh[live]:
                         raise ParameterError("key_id", f"{kid} is already stored with other bits")
             rows = [
                 (pool, kid, b.bits, b.link, b.created, b.epsilon) for kid, b in batch.items()
@@ -339,7 +367,10 @@ class _SqlKeyStore:
     def available_bytes(self, pool: str, now: float | None = None) -> int:
         """Unused key bytes in ``pool`` free at time ``now`` (all blocks if ``now`` is None)."""
         with self._tx() as cur:
-            sql = "SELECT COALESCE(SUM(LENGTH(bits) - used), 0) FROM qk_keys WHERE pool = ?"
+            sql = (
+                "SELECT COALESCE(SUM(LENGTH(bits) - used - used_back), 0) FROM qk_keys "
+                "WHERE pool = ?"
+            )
             params: tuple[Any, ...] = (pool,)
             if now is not None:
                 sql += " AND (holder IS NULL OR reserved_until <= ?)"
@@ -395,7 +426,7 @@ class _SqlKeyStore:
                 row = rows.get(kid)
                 if row is None:
                     raise self._missing(cur, pool, kid)
-                if row[6] is not None and row[6] != holder and row[7] > now:
+                if row[7] is not None and row[7] != holder and row[8] > now:
                     raise KeyNotFound(f"key {kid} is reserved by another request")
             cur.executemany(
                 self._q(
@@ -404,7 +435,7 @@ class _SqlKeyStore:
                 ),
                 [(holder, until, pool, kid) for kid in ids],
             )
-            return [_block(rows[kid][:6]) for kid in ids]
+            return [_block(rows[kid][:7]) for kid in ids]
 
     def _rows_by_id(
         self, cur: Any, pool: str, ids: Sequence[str], cols: str
@@ -482,45 +513,68 @@ class _SqlKeyStore:
 
     # -- byte ranges of link key ----------------------------------------------------------
     def take_bytes(
-        self, pool: str, size_bytes: int, now: float | None = None
+        self, pool: str, size_bytes: int, now: float | None = None, *, direction: str = FRONT
     ) -> tuple[list[KeyRange], bytes]:
-        """Take (and erase) the ``size_bytes`` oldest unused bytes of ``pool``.
+        """Take (and erase) ``size_bytes`` unused bytes of ``pool`` for one sending direction.
 
-        Returns the ranges (to name in a Kx message) and the bytes. Blocks under a live
-        reservation are skipped. All or nothing: raises KeyExhausted if the pool is short.
-        Only the bytes taken are read and overwritten, so large blocks cost nothing extra.
+        Within a block, ``FRONT`` takes the lowest unused bytes (ranges ascend), ``BACK``
+        the highest (ranges descend from the block's end), so the two ends of a link, one
+        per direction, never take the same bytes while their marks in a block are apart.
+        Each direction first uses its *home* blocks (by the parity of the key ID's last hex
+        digit: even for FRONT, odd for BACK), oldest first, and only then the other
+        direction's, oldest first: while both directions have home blocks left, their marks
+        never meet, and a direction alone still has the whole pool. Returns the ranges (to
+        name in a Kx message) and the bytes (the ranges' bytes in that order). Blocks under
+        a live reservation are skipped. All or nothing: raises KeyExhausted if the pool is
+        short. Only the bytes taken are read and overwritten, so large blocks cost nothing
+        extra.
         """
         _check_pool(pool)
         _check_number(size_bytes)
+        back = _check_direction(direction)
         ranges: list[KeyRange] = []
         chunks: list[bytes] = []
         with self._tx(pool) as cur:
-            sql = "SELECT key_id, LENGTH(bits), used FROM qk_keys WHERE pool = ?"
+            sql = "SELECT key_id, LENGTH(bits), used, used_back FROM qk_keys WHERE pool = ?"
             params: tuple[Any, ...] = (pool,)
             if now is not None:
                 sql += " AND (holder IS NULL OR reserved_until <= ?)"
                 params = (pool, now)
-            self._exec(cur, sql + " ORDER BY seq", params)
             need = size_bytes
             plan = []
-            while need > 0:
-                row = cur.fetchone()
-                if row is None:
-                    break
-                length, used = int(row[1]), int(row[2])
-                n = min(need, length - used)
-                if n > 0:
-                    plan.append((row[0], length, used, n))
-                    need -= n
-            if need > 0:
-                have = size_bytes - need + sum(int(r[1]) - int(r[2]) for r in cur.fetchall())
-                raise KeyExhausted(
-                    f"pool {pool!r} has {have} byte(s) of key, the request needs {size_bytes}"
+            # Home blocks first, then the other direction's (key IDs are stored as
+            # canonical lower-case UUID text, 36 characters).
+            for home in (True, False):
+                parity = "IN" if home != back else "NOT IN"
+                self._exec(
+                    cur, f"{sql} AND SUBSTR(key_id, 36, 1) {parity} {_EVEN} ORDER BY seq", params
                 )
-            for kid, length, used, n in plan:
-                ranges.append(KeyRange(uuid.UUID(kid), used, used + n))
-                chunks.append(self._slice(cur, pool, kid, used, n))
-                self._advance(cur, pool, kid, length, used, used + n)
+                while need > 0:
+                    row = cur.fetchone()
+                    if row is None:
+                        break
+                    length, used, used_back = int(row[1]), int(row[2]), int(row[3])
+                    n = min(need, length - used - used_back)
+                    if n > 0:
+                        plan.append((row[0], length, used, used_back, n))
+                        need -= n
+                if need == 0:
+                    break
+            if need > 0:  # every row was read: the pool holds size_bytes - need bytes
+                raise KeyExhausted(
+                    f"pool {pool!r} has {size_bytes - need} byte(s) of key, "
+                    f"the request needs {size_bytes}"
+                )
+            for kid, length, used, used_back, n in plan:
+                if back:
+                    hi = length - used_back
+                    ranges.append(KeyRange(uuid.UUID(kid), hi - n, hi))
+                    chunks.append(self._slice(cur, pool, kid, hi - n, n))
+                    self._advance(cur, pool, kid, length, (used, used_back), (used, used_back + n))
+                else:
+                    ranges.append(KeyRange(uuid.UUID(kid), used, used + n))
+                    chunks.append(self._slice(cur, pool, kid, used, n))
+                    self._advance(cur, pool, kid, length, (used, used_back), (used + n, used_back))
         return ranges, b"".join(chunks)
 
     def _slice(self, cur: Any, pool: str, kid: str, start: int, n: int) -> bytes:
@@ -536,65 +590,96 @@ class _SqlKeyStore:
         raise NotImplementedError
 
     def _advance(
-        self, cur: Any, pool: str, kid: str, length: int, used: int, new_used: int
+        self, cur: Any, pool: str, kid: str, length: int,
+        marks: tuple[int, int], new_marks: tuple[int, int],
     ) -> None:
-        # Erase bytes [used, new_used); a fully used block is deleted and tombstoned.
-        if new_used >= length:
+        # Erase the bytes between the old and new (front, back) marks; a block whose marks
+        # meet is deleted and tombstoned.
+        (used, used_back), (new_used, new_back) = marks, new_marks
+        if new_used + new_back >= length:
             self._erase(cur, pool, kid, length)
             return
-        self._zero(cur, pool, kid, used, new_used - used)
-        self._exec(
-            cur,
-            "UPDATE qk_keys SET used = ? WHERE pool = ? AND key_id = ?",
-            (new_used, pool, kid),
-        )
+        if new_used > used:
+            self._zero(cur, pool, kid, used, new_used - used)
+        if new_back > used_back:
+            self._zero(cur, pool, kid, length - new_back, new_back - used_back)
+        if (new_used, new_back) != (used, used_back):
+            self._exec(
+                cur,
+                "UPDATE qk_keys SET used = ?, used_back = ? WHERE pool = ? AND key_id = ?",
+                (new_used, new_back, pool, kid),
+            )
 
     def _ranges(
-        self, cur: Any, pool: str, ranges: Sequence[KeyRange]
-    ) -> tuple[bytes, dict[str, tuple[int, int, int]]]:
-        """Check ``ranges`` against the blocks; their bytes and, per block, (length, used, end)."""
-        blocks: dict[str, tuple[int, int, int]] = {}
+        self, cur: Any, pool: str, ranges: Sequence[KeyRange], back: bool
+    ) -> tuple[bytes, dict[str, tuple[int, tuple[int, int], tuple[int, int]]]]:
+        """Check ``ranges`` of one direction against the blocks; their bytes and, per block,
+        (length, (used, used_back) now, (used, used_back) after consuming them)."""
+        blocks: dict[str, tuple[int, tuple[int, int], tuple[int, int]]] = {}
         chunks = []
         for rng in ranges:
             kid = str(rng.key_id)
             if kid not in blocks:
                 self._exec(
                     cur,
-                    "SELECT LENGTH(bits), used FROM qk_keys WHERE pool = ? AND key_id = ?",
+                    "SELECT LENGTH(bits), used, used_back FROM qk_keys "
+                    "WHERE pool = ? AND key_id = ?",
                     (pool, kid),
                 )
                 row = cur.fetchone()
                 if row is None:
                     raise self._missing(cur, pool, kid)
-                blocks[kid] = (int(row[0]), int(row[1]), int(row[1]))
-            length, used, end = blocks[kid]
-            if rng.start < end:
-                raise KeyAlreadyConsumed(f"bytes {rng.start}..{end} of key {kid} already used")
+                marks = (int(row[1]), int(row[2]))
+                blocks[kid] = (int(row[0]), marks, marks)
+            length, marks, (lo, hi_used) = blocks[kid]
+            hi = length - hi_used  # the unused bytes are [lo, hi)
             if rng.end > length:
                 raise KeyNotFound(f"key {kid} has only {length} bytes, range ends at {rng.end}")
-            blocks[kid] = (length, used, rng.end)
+            # Below (front) or above (back) this direction's own mark: a replay. Past the
+            # other direction's mark: both ends took these bytes (their marks met in this
+            # block); refused, and not erased here since the message is not yet
+            # authenticated — the bytes go when either end's marks pass them.
+            own_ok = rng.end <= hi if back else rng.start >= lo
+            if not own_ok:
+                raise KeyAlreadyConsumed(f"bytes {rng.start}..{rng.end} of key {kid} already used")
+            if (rng.start < lo) if back else (rng.end > hi):
+                raise KeyAlreadyConsumed(
+                    f"bytes {rng.start}..{rng.end} of key {kid} were used by the other direction"
+                )
+            after = (lo, length - rng.start) if back else (rng.end, hi_used)
+            blocks[kid] = (length, marks, after)
             chunks.append(self._slice(cur, pool, kid, rng.start, rng.size_bytes))
         return b"".join(chunks), blocks
 
-    def read_ranges(self, pool: str, ranges: Sequence[KeyRange]) -> bytes:
-        """The bytes of ``ranges`` without consuming them (to verify a MAC first).
+    def read_ranges(
+        self, pool: str, ranges: Sequence[KeyRange], *, direction: str = FRONT
+    ) -> bytes:
+        """The bytes of ``ranges`` (sent in ``direction``) without consuming them (to verify
+        a MAC first).
 
-        Raises KeyAlreadyConsumed for a range that starts before the block's used mark
-        (a replay), KeyNotFound for an unknown block.
+        Raises KeyAlreadyConsumed for a range behind the block's mark for that direction
+        (a replay) or reaching into the bytes the other direction used, KeyNotFound for an
+        unknown block.
         """
+        back = _check_direction(direction)
         with self._tx() as cur:
-            return self._ranges(cur, pool, ranges)[0]
+            return self._ranges(cur, pool, ranges, back)[0]
 
-    def consume_ranges(self, pool: str, ranges: Sequence[KeyRange]) -> bytes:
-        """Consume ``ranges`` (named by the sender) and return their bytes; all or nothing.
+    def consume_ranges(
+        self, pool: str, ranges: Sequence[KeyRange], *, direction: str = FRONT
+    ) -> bytes:
+        """Consume ``ranges`` (named by the sender, taken in ``direction``) and return their
+        bytes; all or nothing.
 
-        Bytes a block skips before a range's start are erased too: the sender took them and
-        crashed before its message left, so they are gone at its end already.
+        Bytes a block skips before a range (in that direction's order) are erased too: the
+        sender took them and crashed before its message left, so they are gone at its end
+        already.
         """
+        back = _check_direction(direction)
         with self._tx(pool) as cur:
-            out, blocks = self._ranges(cur, pool, ranges)
-            for kid, (length, used, end) in blocks.items():
-                self._advance(cur, pool, kid, length, used, end)
+            out, blocks = self._ranges(cur, pool, ranges, back)
+            for kid, (length, marks, after) in blocks.items():
+                self._advance(cur, pool, kid, length, marks, after)
         return out
 
     # -- inspection -----------------------------------------------------------------------
@@ -661,10 +746,15 @@ class SQLiteKeyStore(_SqlKeyStore):
             self._conn.execute(f"PRAGMA synchronous={synchronous}")
             self._conn.execute("PRAGMA secure_delete=ON")
             self._conn.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
+            self._conn.execute("BEGIN IMMEDIATE")  # one schema creator/migrator at a time
             for stmt in _SCHEMA:
                 self._conn.execute(
                     stmt.format(serial="INTEGER PRIMARY KEY AUTOINCREMENT", blob="BLOB")
                 )
+            cols = {r[1] for r in self._conn.execute("PRAGMA table_info(qk_keys)")}
+            if "used_back" not in cols:
+                self._conn.execute(_MIGRATE_USED_BACK)
+            self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open key store {self.path}: {exc}") from exc
 
