@@ -8,7 +8,6 @@ message and exit code 2, never a stack trace.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import sys
 
 import typer
@@ -35,9 +34,6 @@ _COMMAND_MODULES = (
     "serve",
     "keys",
     "certs",
-    "satellite",
-    "cloud",
-    "repeater",
     "demo",
 )
 
@@ -59,10 +55,7 @@ def _root(
 
 def _register_commands() -> None:
     for name in _COMMAND_MODULES:
-        module_name = f"qkdnet._commands.{name}"
-        if importlib.util.find_spec(module_name) is None:
-            continue
-        module = importlib.import_module(module_name)
+        module = importlib.import_module(f"qkdnet._commands.{name}")
         module.register(app)
 
 
