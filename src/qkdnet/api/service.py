@@ -105,10 +105,11 @@ class KmeService:
     async def _relay(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a KeyManager call that relays, retrying a failed relay after a random pause.
 
-        Two nodes that relay over one link in opposite directions at the same moment take
-        the same oldest link-key bytes at their two ends; both relays are then refused
-        (nothing is delivered and nothing half-done: RelayError), and a retry at a random
-        later moment usually goes through. See docs/api.md, "Known limits".
+        The two directions of a link take link key from opposite ends of each block
+        (docs/key-management.md), so opposite-direction relays no longer collide; they still
+        can where the two marks meet inside a block (a pool near exhaustion, or very unequal
+        traffic). Both relays are then refused (nothing delivered, nothing half-done:
+        RelayError), and a retry at a random later moment usually goes through.
         """
         for attempt in range(RELAY_ATTEMPTS):
             try:
