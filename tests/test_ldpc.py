@@ -17,6 +17,7 @@ from qkdnet.postprocessing._ldpc_core import syndrome
 from qkdnet.postprocessing.ldpc import (
     CHECK_STEPS,
     LdpcDecodingFailed,
+    finite_length_margin,
     ldpc_code,
     ldpc_plan,
     reconcile_ldpc,
@@ -182,6 +183,14 @@ def test_underestimated_qber_raises_and_counts_leak():
     assert exc.value.leaked_bits == plan.n_checks * len(plan.frame_key_bits) > 0
 
 
+def test_finite_length_margin():
+    # continuous, decreasing in h k, zero for long frames, ~0.09 at h k = 485
+    assert finite_length_margin(0) == 0.0
+    assert finite_length_margin(3600) == 0.0 == finite_length_margin(1e5)
+    assert 0.08 < finite_length_margin(485) < 0.1
+    assert finite_length_margin(500) > finite_length_margin(1000) > 0
+
+
 def test_plan_rate_adapts_to_qber():
     low = ldpc_plan(16384, 0.01)
     high = ldpc_plan(16384, 0.08)
@@ -189,7 +198,8 @@ def test_plan_rate_adapts_to_qber():
     for q, plan in ((0.01, low), (0.08, high)):
         step = plan.n_vars / CHECK_STEPS
         per_bit = plan.n_checks / 16384
-        want = target_efficiency(q) * binary_entropy(q)
+        hk = binary_entropy(q) * 16384
+        want = (target_efficiency(q) + finite_length_margin(hk)) * binary_entropy(q)
         assert want <= per_bit <= want + step / 16384 + 1e-12
         # the first attempt discloses M - p = round(f_start h k) bits, f_start < f_max,
         # unless the code's untainted positions run out first (then all are punctured)

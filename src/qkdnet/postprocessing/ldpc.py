@@ -68,6 +68,7 @@ from qkdnet.postprocessing.reconciliation import (
 __all__ = [
     "LdpcCode",
     "LdpcDecodingFailed",
+    "finite_length_margin",
     "ldpc_code",
     "ldpc_plan",
     "reconcile_ldpc",
@@ -174,6 +175,19 @@ def start_efficiency(qber: float) -> float:
     return F_START
 
 
+def finite_length_margin(hk: float) -> float:
+    """Extra efficiency for the ceiling of short frames: ``max(0, 3 / sqrt(h k) - 0.05)``.
+
+    The gap to capacity of a length-N code grows like ``1 / sqrt(N)`` (Polyanskiy, Poor,
+    Verdu, IEEE Trans. IT 56, 2010); measured here: 6000-bit keys at Q = 1 % (h k = 485)
+    failed 1 frame in 8 with all punctures revealed at f = 1.45. The margin is 0.09 there
+    and 0 from h k = 3600 (a 57344-bit frame at 1 %) on, where the table alone holds.
+    """
+    if hk <= 0:
+        return 0.0
+    return max(0.0, 3.0 / math.sqrt(hk) - 0.05)
+
+
 @dataclass(frozen=True)
 class LdpcPlan:
     """How a key is cut into frames: mother code, key bits per frame, punctured bits."""
@@ -209,7 +223,8 @@ def ldpc_plan(n: int, qber: float, frame_bits: int = DEFAULT_FRAME_BITS) -> Ldpc
     need = math.ceil(k / KEY_FRACTION)
     length = min(frame_bits, max(1024, 1 << max(0, need - 1).bit_length()))
     step = max(1, length // CHECK_STEPS)
-    n_checks = min(length - step, max(step, math.ceil(target_efficiency(q) * h * k / step) * step))
+    f_max = target_efficiency(q) + finite_length_margin(h * k)
+    n_checks = min(length - step, max(step, math.ceil(f_max * h * k / step) * step))
     if not sizes:
         return LdpcPlan(length, n_checks, sizes, 0, 1)
     code = ldpc_code(length, n_checks)
