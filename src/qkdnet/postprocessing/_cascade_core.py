@@ -335,9 +335,9 @@ def cascade_kernel(
 
     # per-round scratch: disclosed flag, disclosed bit and direction per search and level
     s_depth = np.zeros(maxblocks, dtype=np.int64)
-    s_disc = np.zeros((maxblocks, MAX_DEPTH), dtype=np.uint8)
-    s_bit = np.zeros((maxblocks, MAX_DEPTH), dtype=np.uint8)
-    s_dir = np.zeros((maxblocks, MAX_DEPTH), dtype=np.uint8)
+    # one byte per search and level, level-major so that a round is emitted by reading
+    # contiguous rows: bit 0 = parity disclosed, bit 1 = that parity, bit 2 = direction
+    s_info = np.empty((MAX_DEPTH, maxblocks), dtype=np.uint8)
     bits = np.empty(max(maxblocks, 8), dtype=np.uint8)
     roundblocks = np.empty(maxblocks, dtype=np.int64)
 
@@ -469,10 +469,9 @@ def cascade_kernel(
                     mid = (lo + hi) // 2
                     d += 1
                     if reuse and known[q, lo] >= d:
-                        s_disc[s, d - 1] = 0
+                        info = 0
                     else:
-                        s_disc[s, d - 1] = 1
-                        s_bit[s, d - 1] = _bits_range(abits, q, lo, mid)
+                        info = 1 | (_bits_range(abits, q, lo, mid) << 1)
                         leak += 1
                         if reuse:
                             known[q, lo] = d
@@ -482,10 +481,10 @@ def cascade_kernel(
                     else:
                         pmid = np.searchsorted(epos[:ne], mid)
                     if (pmid - plo) & 1:
-                        s_dir[s, d - 1] = 0
+                        s_info[d - 1, s] = info
                         hi = mid
                     else:
-                        s_dir[s, d - 1] = 1
+                        s_info[d - 1, s] = info | 4
                         lo = mid
                         plo = pmid
                 s_depth[s] = d
@@ -505,35 +504,48 @@ def cascade_kernel(
                         oddlist[r, oddcount[r]] = br
                         oddcount[r] += 1
 
-            # emit the round level by level: Alice's disclosed parities, Bob's directions
-            if maxd > bits.shape[0]:
-                bits = np.empty(maxd, dtype=np.uint8)
+            # emit the round level by level: Alice's disclosed parities, Bob's directions,
+            # packed LSB first straight into the transcript (headers written once the
+            # count is known)
             for lvl in range(maxd):
+                buf = _grow(buf, pos, 12 + 2 * ((m + 7) >> 3))
+                row = s_info[lvl]
+                hpos = pos
+                pos += 6
                 c = 0
+                acc = 0
                 for s in range(m):
-                    if s_depth[s] > lvl and s_disc[s, lvl]:
-                        if c >= bits.shape[0]:
-                            nbits = np.empty(2 * bits.shape[0], dtype=np.uint8)
-                            nbits[:c] = bits[:c]
-                            bits = nbits
-                        bits[c] = s_bit[s, lvl]
+                    v = row[s]
+                    if s_depth[s] > lvl and (v & 1):
+                        acc |= ((v >> 1) & 1) << (c & 7)
                         c += 1
+                        if (c & 7) == 0:
+                            buf[pos] = acc
+                            pos += 1
+                            acc = 0
+                if c & 7:
+                    buf[pos] = acc
+                    pos += 1
                 if c > 0:
-                    buf = _grow(buf, pos, 6 + (c + 7) // 8)
-                    pos = _header(buf, pos, MSG_LEFT, q, c)
-                    pos = _put_bits(buf, pos, bits, c)
+                    _header(buf, hpos, MSG_LEFT, q, c)
                     messages += 1
+                else:
+                    pos = hpos
+                hpos = pos
+                pos += 6
                 c = 0
+                acc = 0
                 for s in range(m):
                     if s_depth[s] > lvl:
-                        if c >= bits.shape[0]:
-                            nbits = np.empty(2 * bits.shape[0], dtype=np.uint8)
-                            nbits[:c] = bits[:c]
-                            bits = nbits
-                        bits[c] = s_dir[s, lvl]
+                        acc |= ((row[s] >> 2) & 1) << (c & 7)
                         c += 1
-                buf = _grow(buf, pos, 6 + (c + 7) // 8)
-                pos = _header(buf, pos, MSG_DIR, q, c)
-                pos = _put_bits(buf, pos, bits, c)
+                        if (c & 7) == 0:
+                            buf[pos] = acc
+                            pos += 1
+                            acc = 0
+                if c & 7:
+                    buf[pos] = acc
+                    pos += 1
+                _header(buf, hpos, MSG_DIR, q, c)
                 messages += 1
     return b, leak, buf, pos, messages
