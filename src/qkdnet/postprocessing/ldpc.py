@@ -254,6 +254,10 @@ def reconcile_ldpc(
             LLRs, and the efficiency ``f = leaked / (n h(qber))`` reported.
         rng: draws the key positions of each frame (a seed sent in the transcript) and
             Alice's private values of the punctured symbols (never sent unless revealed).
+            The ``- p`` leak credit assumes Eve cannot predict those values: in a
+            deployment ``rng`` must be seeded from a cryptographic source and not shared
+            with anything public (NumPy's PCG64 is not a CSPRNG, and one of its outputs,
+            the frame seed, is public).
         frame_bits: maximum code length N (bits); 65536 by default.
 
     Returns a result whose ``leaked_bits`` is ``sum over frames of (M - p + revealed)``, the
