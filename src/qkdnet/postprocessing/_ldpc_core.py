@@ -85,8 +85,12 @@ def build_ira(
                 break
             c = best
             vadj[v, e] = c
+            cadj[c, cdeg[c]] = v
+            cdeg[c] += 1
+            if e == dv - 1:
+                continue  # v takes no more edges: nothing to forbid
             # every check of a variable already on c becomes forbidden for v (4-cycle)
-            for t in range(cdeg[c]):
+            for t in range(cdeg[c] - 1):
                 u = cadj[c, t]
                 if u >= k:
                     ui = u - k
@@ -100,8 +104,6 @@ def build_ira(
                             break
                         mark[c2] = v + 1
             mark[c] = v + 1
-            cadj[c, cdeg[c]] = v
-            cdeg[c] += 1
     check_ptr = np.zeros(n_checks + 1, dtype=np.int64)
     for c in range(n_checks):
         check_ptr[c + 1] = check_ptr[c] + cdeg[c]
