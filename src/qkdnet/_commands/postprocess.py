@@ -25,6 +25,23 @@ from qkdnet.postprocessing.pipeline import Pipeline, PipelineConfig
 from qkdnet.recordsio import join, read_party, write_party
 
 
+def classical_generators(seed: int | None) -> tuple[np.random.Generator, np.random.Generator]:
+    """Two independent generators for the pipeline's classical randomness and authentication.
+
+    With a seed: NumPy's PCG64, reproducible (studies, tests). Without one: AES-128 in
+    counter mode (randomgen's AESCounter) keyed from the operating system's entropy. Some of
+    these random values must stay secret (LDPC punctured bits) while others are announced
+    (frame and hash seeds); PCG64's state can be recovered from enough announced outputs, a
+    cryptographic generator's cannot.
+    """
+    if seed is not None:
+        first, second = np.random.default_rng(seed).spawn(2)
+        return first, second
+    from randomgen import AESCounter
+
+    return np.random.Generator(AESCounter()), np.random.Generator(AESCounter())
+
+
 def register(app: typer.Typer) -> None:
     """Add ``qkdnet postprocess`` to the CLI."""
 
@@ -39,7 +56,14 @@ def register(app: typer.Typer) -> None:
         save_npz: Annotated[
             Path | None, typer.Option(help="Also write the inputs converted to NPZ here.")
         ] = None,
-        seed: Annotated[int | None, typer.Option(help="Seed of the classical randomness.")] = None,
+        seed: Annotated[
+            int | None,
+            typer.Option(
+                help="Seed of the classical randomness, for reproducible studies only. "
+                "Without it (the default for real keys) the randomness comes from AES-CTR "
+                "keyed by the operating system."
+            ),
+        ] = None,
         qber_threshold: Annotated[float, typer.Option(help="Abort above this QBER.")] = 0.11,
         repetition_rate: Annotated[
             float | None, typer.Option(help="Pulse rate, Hz, to report a net rate in bit/s.")
@@ -60,8 +84,7 @@ def register(app: typer.Typer) -> None:
             save_npz.mkdir(parents=True, exist_ok=True)
             write_party(a, save_npz / "alice.npz")
             write_party(b, save_npz / "bob.npz")
-        rng = np.random.default_rng(seed)
-        classical_rng, auth_rng = rng.spawn(2)
+        classical_rng, auth_rng = classical_generators(seed)
         pipeline = Pipeline(
             PipelineConfig(reconciliation=reconciliation, qber_threshold=qber_threshold),  # type: ignore[arg-type]
             rng=classical_rng,
