@@ -132,3 +132,34 @@ def test_reservation_unmet_only_when_requests_were_refused() -> None:
     assert (AlarmKind.RESERVATION_UNMET, "bank:A-C") in c.active_alarms()
     c.report_delivery("bank", "A", "C", 500.0, 3.0, refused_keys=0)
     assert c.active_alarms() == []
+
+
+def test_admission_books_the_link_key_each_hop_spends() -> None:
+    # 1000 b/s on A-B-C, 500 on A-D-C. 600 b/s of key that costs 900 b/s of link key per
+    # hop (authentication included) takes A-B-C, leaving 100 b/s there; 300 (hop 450)
+    # goes A-D-C, leaving 50; 100 (hop 150) then fits nowhere although its rate alone
+    # (100 b/s) would fit on A-B-C; 50 with no overhead still fits on A-B-C.
+    c = ring()
+    c.add_tenant("bank")
+    assert c.reserve("bank", "A", "C", 600, hop_rate_bps=900).path == ["A", "B", "C"]
+    assert c.residual_rate_bps("A", "B") == pytest.approx(100.0)
+    assert c.reserve("bank", "A", "C", 300, hop_rate_bps=450).path == ["A", "D", "C"]
+    with pytest.raises(RoutingError, match="refused"):
+        c.reserve("bank", "A", "C", 100, hop_rate_bps=150)
+    assert c.reserve("bank", "A", "C", 50, hop_rate_bps=50).path == ["A", "B", "C"]
+    with pytest.raises(Exception, match="hop_rate_bps"):
+        c.reserve("bank", "A", "C", 10, hop_rate_bps=5)
+
+
+def test_reservation_alarm_follows_the_reserved_keys_exactly() -> None:
+    c = ring()
+    c.add_tenant("bank")
+    c.reserve("bank", "A", "C", 400)
+    c.report_reservation("bank", "A", "C", 10, 10, 1.0)  # all reserved keys served
+    assert c.active_alarms() == []
+    c.report_reservation("bank", "C", "A", 10, 9, 2.0)  # one refused: unmet
+    assert c.active_alarms() == [(AlarmKind.RESERVATION_UNMET, "bank:A-C")]
+    c.report_reservation("bank", "A", "C", 0, 0, 3.0)  # nothing asked: met
+    assert c.active_alarms() == []
+    with pytest.raises(Exception, match="served_keys"):
+        c.report_reservation("bank", "A", "C", 1, 2, 4.0)

@@ -183,10 +183,11 @@ def test_vectorised_link_rates_match_one_by_one() -> None:
 
 def test_admitted_reservation_is_served_before_best_effort() -> None:
     # Two applications share A-B-C, 1024 b/s = 128 B/s per hop, each asking 1 key/s
-    # (1 key = 32 + 48 B): only one fits each second. The reserved one (tenant) is served
-    # in full, the best-effort one (even at priority 9) gets the 48 B/s left over.
+    # (1 key = 32 + 48 B): only one fits each second. The reserved one (tenant, 256 b/s =
+    # its 1 key/s) is served in full, the best-effort one (even at priority 9) gets the
+    # 48 B/s left over. tests/test_simulation_reservations.py has the exact rules.
     data = chain(1024.0, 1.0, extra={
-        "tenants": [{"id": "bank", "reservations": [{"a": "A", "b": "C", "rate_bps": 200}]}],
+        "tenants": [{"id": "bank", "reservations": [{"a": "A", "b": "C", "rate_bps": 256}]}],
     })
     data["links"] = data["links"][:2]
     data["saes"].append({"id": "sa2", "node": "A"})

@@ -45,6 +45,12 @@ class Reservation:
     rate_bps: float
     path: list[str]
     met: bool = True
+    #: Link key each hop spends for it, bits/s: the rate plus overheads such as the
+    #: authentication of relay messages (what admission books on every hop).
+    hop_rate_bps: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.hop_rate_bps = max(self.hop_rate_bps, self.rate_bps)
 
 
 @dataclass
@@ -541,6 +547,32 @@ class Controller:
                 else:
                     self._clear(time_s, AlarmKind.RESERVATION_UNMET, element, "met")
 
+    def report_reservation(self, tenant_id: str, a: str, b: str, reserved_keys: int,
+                           served_keys: int, time_s: float) -> None:
+        """Telemetry for one interval: of the keys the tenant's pair asked for within its
+        reservation (the reserved part of its requests), how many were served.
+
+        The reservation-unmet alarm is raised exactly when some were refused, or when the
+        reservation lost its admission (no path with the reserved rate left), and cleared
+        otherwise. Demand above the reservation is best effort and never raises it."""
+        if tenant_id not in self.tenants:
+            raise ParameterError("tenant_id", f"unknown tenant {tenant_id!r}")
+        if not 0 <= served_keys <= reserved_keys:
+            raise ParameterError("served_keys", f"must be in [0, {reserved_keys}], "
+                                 f"got {served_keys}")
+        for res in self.tenants[tenant_id].reservations:
+            if {res.a, res.b} == {a, b}:
+                element = f"{tenant_id}:{res.a}-{res.b}"
+                if not res.met:
+                    continue  # the admission alarm stands until it is re-admitted
+                if served_keys < reserved_keys:
+                    msg = (f"{reserved_keys - served_keys} of {reserved_keys} reserved keys "
+                           f"refused")
+                    self._raise(time_s, AlarmKind.RESERVATION_UNMET, element, msg)
+                else:
+                    self._clear(time_s, AlarmKind.RESERVATION_UNMET, element, "met")
+                return
+
     # ------------------------------------------------------------------ tenants
 
     def add_tenant(self, tenant_id: str, allowed_nodes: Iterable[str] = ()) -> Tenant:
@@ -570,28 +602,35 @@ class Controller:
             return find_paths(residual, a, b, policy)[0]
         except RoutingError as exc:
             raise RoutingError(
-                f"reservation of {rate_bps:.0f} b/s between {a} and {b} for tenant "
+                f"reservation needing {rate_bps:.0f} b/s of link key per hop between {a} "
+                f"and {b} for tenant "
                 f"{tenant.tenant_id} refused: {exc}"
             ) from None
 
-    def reserve(self, tenant_id: str, a: str, b: str, rate_bps: float) -> Reservation:
-        """Admission control: reserve ``rate_bps`` (bits/s) between nodes a and b for a
-        tenant along a path with that much unreserved rate on every hop, or raise
-        RoutingError saying why it cannot be met."""
+    def reserve(self, tenant_id: str, a: str, b: str, rate_bps: float,
+                hop_rate_bps: float | None = None) -> Reservation:
+        """Admission control: reserve ``rate_bps`` (bits/s of key delivered) between nodes
+        a and b for a tenant along a path whose every hop has ``hop_rate_bps`` (bits/s of
+        link key the reservation spends per hop, overheads included; default
+        ``rate_bps``) not yet reserved, or raise RoutingError saying why it cannot be met."""
         if tenant_id not in self.tenants:
             raise ParameterError("tenant_id", f"unknown tenant {tenant_id!r}")
         if not rate_bps > 0:
             raise ParameterError("rate_bps", f"must be > 0 bits/s, got {rate_bps}")
+        hop = rate_bps if hop_rate_bps is None else hop_rate_bps
+        if not hop >= rate_bps:
+            raise ParameterError("hop_rate_bps", f"must be >= rate_bps ({rate_bps} bits/s), "
+                                 f"got {hop}")
         tenant = self.tenants[tenant_id]
-        path = self._admit_path(tenant, a, b, rate_bps)
-        res = Reservation(tenant_id, a, b, rate_bps, path)
+        path = self._admit_path(tenant, a, b, hop)
+        res = Reservation(tenant_id, a, b, rate_bps, path, hop_rate_bps=hop)
         self._book(res, +1)
         tenant.reservations.append(res)
         return res
 
     def _book(self, res: Reservation, sign: int) -> None:
         for pair in path_links(res.path):
-            self._reserved[pair] = self._reserved.get(pair, 0.0) + sign * res.rate_bps
+            self._reserved[pair] = self._reserved.get(pair, 0.0) + sign * res.hop_rate_bps
 
     def _readmit_reservations(self, time_s: float, pairs: set[frozenset[str]], nodes: set[str],
                               reason: str) -> list[RouteChange]:
@@ -605,7 +644,7 @@ class Controller:
                     self._book(res, -1)
                     element = f"{tenant.tenant_id}:{res.a}-{res.b}"
                     try:
-                        res.path = self._admit_path(tenant, res.a, res.b, res.rate_bps)
+                        res.path = self._admit_path(tenant, res.a, res.b, res.hop_rate_bps)
                         self._book(res, +1)
                     except RoutingError as exc:
                         res.met = False
@@ -622,7 +661,7 @@ class Controller:
                 if res.met:
                     continue
                 try:
-                    res.path = self._admit_path(tenant, res.a, res.b, res.rate_bps)
+                    res.path = self._admit_path(tenant, res.a, res.b, res.hop_rate_bps)
                 except RoutingError:
                     continue
                 res.met = True

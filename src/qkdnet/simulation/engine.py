@@ -25,7 +25,15 @@ Accounting follows the key managers' rules (``qkdnet.keys``):
 - when a key-management link holds less than the step's demand, the applications of a
   priority class crossing it get a proportional share (higher classes first). With one
   application per link this is what sequential ``KeyManager.supply`` calls give; the
-  ``keymanager`` engine runs those calls and a test compares the two.
+  ``keymanager`` engine runs those calls and a test compares the two;
+- a tenant's reservation (``rate_bps`` between two nodes) covers only the part of its
+  applications' requests within the reserved rate (a token bucket, ``_Reservations``):
+  that part is served first, as its own supply calls; the rest is best effort at the
+  application's priority, and best effort may not draw a KM link below what the
+  reservations crossing it can draw until the link's next block of key arrives.
+  Admission books on each hop the reserved key plus its authentication key
+  (``reservation_hop_rate``); the reservation-unmet alarm is raised at a telemetry
+  tick exactly when some reserved key of the interval was refused.
 
 A pool whose link is out of service is frozen, not drawn from, until the link returns.
 """
@@ -46,7 +54,7 @@ from qkdnet.control import Controller, RouteChange, RoutePolicy
 from qkdnet.errors import ParameterError, RoutingError
 from qkdnet.keys import MAC_KEY_BYTES
 from qkdnet.scenario import ApplicationSpec, DemandProfile, Scenario
-from qkdnet.simulation._kernel import run_steps
+from qkdnet.simulation._kernel import run_steps, split_reserved
 from qkdnet.simulation.rates import link_rates
 from qkdnet.simulation.results import Event, SimulationResult
 
@@ -54,9 +62,6 @@ from qkdnet.simulation.results import Event, SimulationResult
 _MAX_STEPS_PER_CALL = 3600
 #: Keys per supply call at most: KeyManager's default max_key_per_request (ETSI 014).
 MAX_KEYS_PER_CALL = 128
-#: Added to the priority of applications covered by an admitted tenant reservation, so
-#: they are served before every best-effort application (priorities are 0..9).
-RESERVED_CLASS = 10
 
 Progress = Callable[[float], None]
 
@@ -221,6 +226,122 @@ class _Network:
         return ptr, flat.astype(np.int64)
 
 
+def reservation_hop_rate(scenario: Scenario, app_nodes: list[tuple[str, str]], tenant: str,
+                         a: str, b: str, rate_bps: float, dt: float) -> float:
+    """Link key (bits/s) a reservation of ``rate_bps`` spends on each hop at most.
+
+    Its applications' reserved keys (``rate_bps / key_size_bits`` a second, whole bytes
+    each) plus one relay message's authentication key (``MAC_KEY_BYTES``) per supply call:
+    at most one call per key, and per step one per ``MAX_KEYS_PER_CALL`` keys plus one
+    per application. ``rate_bps`` when no application uses the reservation.
+    """
+    pair = frozenset((a, b))
+    users = [app for app, ends in zip(scenario.applications, app_nodes, strict=True)
+             if app.tenant == tenant and frozenset(ends) == pair]
+    if not users:
+        return rate_bps
+    key_bits = [app.key_size_bits for app in users]
+    stored = max(8 * -(-k // 8) / k for k in key_bits)  # whole bytes per key
+    keys_per_step = rate_bps * dt / min(key_bits)
+    calls_per_step = min(keys_per_step, keys_per_step / MAX_KEYS_PER_CALL + len(users))
+    return rate_bps * stored + 8.0 * MAC_KEY_BYTES * calls_per_step / dt
+
+
+def _steps_per_block(net: _Network, bits_per_step: np.ndarray, block_bits: int) -> np.ndarray:
+    """Per KM link (group), the most steps between two deposits of key: a block of
+    ``block_bits`` comes whenever the pooled links' production crosses a whole block."""
+    total = np.add.reduceat(np.append(bits_per_step[net.group_links], 0.0),
+                            net.group_ptr[:-1]) if net.group_links.size else np.zeros(0)
+    sizes = np.diff(net.group_ptr)
+    total = np.where(sizes > 0, total, 0.0)
+    with np.errstate(divide="ignore"):
+        steps = np.ceil(block_bits / total - 1e-9)
+    return np.where(total > 0, np.maximum(steps, 1.0), 1.0).astype(np.int64)
+
+
+class _Reservations:
+    """Tenants' admitted reservations as the simulator enforces them.
+
+    A reservation of ``rate_bps`` between nodes a and b covers the tenant's applications
+    between a and b. Each step, a token bucket per reservation (bits; committed rate and
+    burst as in MEF 10.3 / RFC 2697) marks the part of their requests within the reserved
+    rate: ``rate_bps * dt`` bits of tokens a step (whole bits, where the cumulative
+    amount crosses an integer), capped at ``ceil(rate_bps * dt) + key_bits - 1`` so a
+    steady demand at the reserved rate never loses a token; the bucket starts full. That
+    part is served first; the rest of the request is best effort. Best effort may not
+    draw a KM link below ``protect``: the bytes the reserved applications crossing it can
+    draw in one step at most (a full bucket's keys plus one MAC per call, per hop).
+    """
+
+    def __init__(self, scenario: Scenario, ctl: Controller, app_nodes: list[tuple[str, str]],
+                 class_apps: np.ndarray, dt: float, horizon: np.ndarray) -> None:
+        self.ids: list[str] = []
+        self.pairs: list[tuple[str, str, str]] = []  # (tenant, a, b)
+        rates: list[float] = []
+        index: dict[tuple[str, frozenset[str]], int] = {}
+        for tenant in ctl.tenants.values():
+            for res in tenant.reservations:
+                key = (tenant.tenant_id, frozenset((res.a, res.b)))
+                if key in index:  # a second reservation on the pair adds to the first
+                    rates[index[key]] += res.rate_bps
+                    continue
+                index[key] = len(rates)
+                rates.append(res.rate_bps)
+                self.pairs.append((tenant.tenant_id, res.a, res.b))
+        apps = scenario.applications
+        self.n_apps = len(apps)
+        self.of_app = np.full(len(apps), -1, dtype=np.int64)
+        for i, app in enumerate(apps):
+            if app.tenant is not None:
+                self.of_app[i] = index.get((app.tenant, frozenset(app_nodes[i])), -1)
+        # Service order among reserved applications: priority, then scenario order.
+        self.apps = np.array([a for a in class_apps.tolist() if self.of_app[a] >= 0],
+                             dtype=np.int64)
+        self.key_bits = np.array([a.key_size_bits for a in apps], dtype=np.int64)
+        self.key_bytes = -(-self.key_bits // 8)
+        self.per_step = np.array(rates, dtype=np.float64) * dt
+        max_bits = np.zeros(len(rates), dtype=np.int64)
+        for a in self.apps.tolist():
+            r = self.of_app[a]
+            max_bits[r] = max(max_bits[r], self.key_bits[a])
+        self.cap = np.ceil(self.per_step - 1e-9).astype(np.int64) + np.maximum(max_bits - 1, 0)
+        self.tokens = self.cap.copy()
+        self.active = self.apps.size > 0
+        self.horizon = horizon
+        self.step_bits = np.ceil(self.per_step - 1e-9).astype(np.int64)
+
+    def need(self, a: int, steps: np.ndarray) -> np.ndarray:
+        """Link-key bytes reserved application ``a`` can draw per hop over ``steps`` steps
+        at most: the keys its bucket can pay for (full now, refilled ``steps - 1`` times),
+        one MAC per supply call (at most one call per key and per step ``ceil(k/128)``)."""
+        r = self.of_app[a]
+        bits = self.key_bits[a]
+        keys = (self.cap[r] + (steps - 1) * self.step_bits[r]) // bits
+        first = self.cap[r] // bits  # most keys in one step
+        calls = np.minimum(keys, steps * -(-first // MAX_KEYS_PER_CALL))
+        return keys * self.key_bytes[a] + calls * MAC_KEY_BYTES
+
+    def split(self, step: int, requests: np.ndarray) -> np.ndarray:
+        """The reserved part of ``requests`` (steps ``step``.. on), shape (n, A), or an
+        empty (0, 0) array when no application holds a reservation."""
+        if not self.active:
+            return np.zeros((0, 0), dtype=np.int64)
+        s = np.arange(step, step + requests.shape[0], dtype=np.float64)[:, None]
+        add = (np.floor(self.per_step * (s + 1) + 1e-9)
+               - np.floor(self.per_step * s + 1e-9)).astype(np.int64)
+        return split_reserved(requests, self.apps, self.of_app, self.key_bits,
+                              self.tokens, add, self.cap)
+
+    def protect(self, app_ptr: np.ndarray, app_groups: np.ndarray) -> np.ndarray:
+        """Bytes best effort must leave on each KM link (group): what the reserved
+        applications crossing it can draw until the link's next block of key arrives."""
+        out = np.zeros(self.horizon.shape[0], dtype=np.int64)
+        for a in self.apps.tolist():
+            groups = app_groups[app_ptr[a]: app_ptr[a + 1]]
+            np.add.at(out, groups, self.need(a, self.horizon[groups]))
+        return out
+
+
 def simulate(
     scenario: Scenario,
     *,
@@ -255,47 +376,51 @@ def simulate(
     block_bits = sim.block_bits
     events: list[Event] = []
 
-    # Reservations first: admission control at t = 0.
+    # Applications' end nodes (SAEs' nodes).
+    app_nodes = []
+    sae_node = {sae.id: sae.node for sae in scenario.saes}
+    for app in scenario.applications:
+        app_nodes.append((sae_node[app.master], sae_node[app.slave]))
+
+    # Reservations first: admission control at t = 0, booking on each hop the link key
+    # the reservation spends (its keys plus the authentication of its relay messages).
     for tenant in scenario.tenants:
         for res in tenant.reservations:
+            hop = reservation_hop_rate(scenario, app_nodes, tenant.id, res.a, res.b,
+                                       res.rate_bps, dt)
             try:
-                r = ctl.reserve(tenant.id, res.a, res.b, res.rate_bps)
+                admitted = ctl.reserve(tenant.id, res.a, res.b, res.rate_bps, hop)
                 events.append(Event(0.0, "reservation", f"{tenant.id}:{res.a}-{res.b}",
-                                    f"admitted {res.rate_bps:.0f} b/s via {'-'.join(r.path)}"))
+                                    f"admitted {res.rate_bps:.0f} b/s ({hop:.0f} b/s of link "
+                                    f"key per hop) via {'-'.join(admitted.path)}"))
             except RoutingError as exc:
                 events.append(Event(0.0, "reservation_refused",
                                     f"{tenant.id}:{res.a}-{res.b}", str(exc)))
 
     # Routes: one per application, kept and rerouted by the controller.
-    app_nodes = []
-    sae_node = {sae.id: sae.node for sae in scenario.saes}
-    for app in scenario.applications:
-        src, dst = sae_node[app.master], sae_node[app.slave]
-        app_nodes.append((src, dst))
+    for app, (src, dst) in zip(scenario.applications, app_nodes, strict=True):
         if src != dst:
             ctl.open_route(app.id, src, dst, app_policy(app), tenant=app.tenant)
     app_bytes = np.array([-(-a.key_size_bits // 8) for a in scenario.applications],
                          dtype=np.int64)
     block_bytes = -(-block_bits // 8)
-    # Service classes: the application's priority, raised above every best-effort class
-    # when its tenant holds an admitted reservation for the pair (reserved key first).
-    admitted = {(r.tenant, frozenset((r.a, r.b))) for t in ctl.tenants.values()
-                for r in t.reservations}
-    classes = [a.priority + (RESERVED_CLASS if a.tenant is not None and
-                             (a.tenant, frozenset(app_nodes[i])) in admitted else 0)
-               for i, a in enumerate(scenario.applications)]
+    # Service classes: the applications' priorities, high first. A reservation is not a
+    # class: only the part of a request within it is served first (``_Reservations``).
+    classes = [a.priority for a in scenario.applications]
     prios = sorted(set(classes), reverse=True)
     class_apps = np.array([i for p in prios for i, c in enumerate(classes) if c == p],
                           dtype=np.int64)
     class_ptr = np.zeros(len(prios) + 1, dtype=np.int64)
     class_ptr[1:] = np.cumsum([classes.count(p) for p in prios])
+    resv = _Reservations(scenario, ctl, app_nodes, class_apps, dt,
+                         _steps_per_block(net, rates_bps * dt, block_bits))
 
     world = None
     if sim.engine == "keymanager":
         from qkdnet.simulation.km_engine import KeyManagerWorld
 
         world = KeyManagerWorld(scenario, ctl, key_rng, -(-block_bits // 8), MAX_KEYS_PER_CALL,
-                                classes)
+                                classes, resv.apps.tolist())
 
     # State arrays.
     capacity = np.array([int(ln.pool_capacity_bits // 8) for ln in scenario.links],
@@ -308,6 +433,8 @@ def simulate(
     no_key = np.zeros((n_buckets, n_apps), dtype=np.int64)
     no_route = np.zeros((n_buckets, n_apps), dtype=np.int64)
     requested = np.zeros((n_buckets, n_apps), dtype=np.int64)
+    res_requested = np.zeros((n_buckets, n_apps), dtype=np.int64)
+    res_served = np.zeros((n_buckets, n_apps), dtype=np.int64)
     pool_record = np.zeros((n_buckets, n_links), dtype=np.int64)
     in_service_record = np.ones((n_buckets, n_links), dtype=bool)
 
@@ -320,9 +447,9 @@ def simulate(
         seq += 1
     heapq.heapify(queue)
     has_widest = any(a.routing == "widest" for a in scenario.applications)
-    tenant_apps = [(i, a) for i, a in enumerate(scenario.applications) if a.tenant]
-    last_tenant_served = np.zeros(n_apps, dtype=np.int64)
-    last_tenant_refused = np.zeros(n_apps, dtype=np.int64)
+    # Per reservation: its applications' reserved keys requested and served until the
+    # last telemetry (the reservation-unmet alarm compares the two over each interval).
+    last_res = np.zeros((len(resv.pairs), 2), dtype=np.int64)
     paths_log: dict[str, list[tuple[float, list[list[str]]]]] = {
         a.id: [] for a in scenario.applications}
 
@@ -376,6 +503,7 @@ def simulate(
         route = ctl.routes.get(app.id)
         paths_log[app.id].append((0.0, [list(p) for p in route.paths] if route else []))
     app_ptr, app_groups = net.incidence(route_cache)
+    protect = resv.protect(app_ptr, app_groups)
     n_alarms_seen = 0
     demand = _Demand(scenario.applications)
     det_cum = np.zeros(n_apps, dtype=np.float64)
@@ -416,16 +544,15 @@ def simulate(
                 if has_widest:
                     changes = ctl.reoptimise(t, "widest")
                 bucket_now = min(step // steps_per_bucket, n_buckets - 1)
-                for i, app in tenant_apps:
-                    total = int(served[: bucket_now + 1, i].sum())
-                    refused = int(no_key[: bucket_now + 1, i].sum()
-                                  + no_route[: bucket_now + 1, i].sum())
-                    got = (total - last_tenant_served[i]) * app.key_size_bits / sim.reroute_every_s
-                    src, dst = app_nodes[i]
-                    assert app.tenant is not None
-                    ctl.report_delivery(app.tenant, src, dst, got, t,
-                                        refused - last_tenant_refused[i])
-                    last_tenant_served[i], last_tenant_refused[i] = total, refused
+                upto = slice(0, bucket_now + 1)
+                for r, (tenant_id, res_a, res_b) in enumerate(resv.pairs):
+                    mine = resv.of_app == r
+                    asked = int(res_requested[upto][:, mine].sum())
+                    got = int(res_served[upto][:, mine].sum())
+                    ctl.report_reservation(tenant_id, res_a, res_b,
+                                           asked - int(last_res[r, 0]),
+                                           got - int(last_res[r, 1]), t)
+                    last_res[r] = asked, got
             note_changes(changes)
             moved.update(ch.route_id for ch in changes)
             if ev.action in ("link_down", "link_up", "qber_high", "qber_clear"):
@@ -436,6 +563,7 @@ def simulate(
             refresh_links(touched)
         if moved:
             app_ptr, app_groups = refresh_routes(moved, step * dt)
+            protect = resv.protect(app_ptr, app_groups)
         if len(ctl.alarms) > n_alarms_seen:
             for alarm in ctl.alarms[n_alarms_seen:]:
                 kind = "alarm" if alarm.active else "alarm_cleared"
@@ -461,15 +589,20 @@ def simulate(
         bucket_of = (step + np.arange(n)) // steps_per_bucket
         starts = np.flatnonzero(np.diff(bucket_of, prepend=-1))
         requested[bucket_of[starts]] += np.add.reduceat(requests, starts, axis=0)
+        reserved = resv.split(step, requests)
+        if resv.active:
+            res_requested[bucket_of[starts]] += np.add.reduceat(reserved, starts, axis=0)
         if world is not None:
-            world.run(step, n, dt, steps_per_bucket, requests, usable, produce, carry,
-                      app_nodes, served, no_key, no_route, pool_record)
+            world.run(step, n, dt, steps_per_bucket, requests, reserved, protect, net.group_index,
+                      usable, produce, carry, app_nodes, served, no_key, no_route, res_served,
+                      pool_record)
         else:
             run_steps(step, n, steps_per_bucket, pool, carry, capacity, produce,
                       np.int64(block_bytes), usable, net.group_ptr, net.group_links, app_ptr,
                       app_groups, app_bytes, np.int64(MAC_KEY_BYTES),
                       np.int64(MAX_KEYS_PER_CALL), routable, class_ptr, class_apps, requests,
-                      served, no_key, no_route, pool_record)
+                      reserved, resv.apps, protect, served, no_key, no_route, res_served,
+                      pool_record)
         in_service_record[bucket_of[0]: bucket_of[-1] + 1] = usable
         step = next_step
         if progress is not None:

@@ -16,6 +16,10 @@ It stores real key bytes: memory grows with the key in the pools (up to each lin
 Known differences from the vector engine: a KeyManager relays over one link per
 neighbour (``KeyManager.link_to``), so parallel links are not pooled; within a step
 applications are served one after another in priority order instead of in proportion.
+Reservations follow the same rules as there: each step the reserved parts of the
+requests (split by the shared token buckets) are supplied first, then every
+application's remaining request by priority, never drawing a hop below the key held
+back for the reservations.
 """
 
 from __future__ import annotations
@@ -41,7 +45,8 @@ class KeyManagerWorld:
     """All nodes' key managers for one simulation run."""
 
     def __init__(self, scenario: Scenario, ctl: Controller, rng: np.random.Generator,
-                 block_bytes: int, per_call: int, classes: list[int] | None = None) -> None:
+                 block_bytes: int, per_call: int, classes: list[int] | None = None,
+                 reserved_apps: list[int] | None = None) -> None:
         self.scenario = scenario
         self.ctl = ctl
         self.rng = rng
@@ -71,6 +76,8 @@ class KeyManagerWorld:
         self.keys_checked = 0
         self.capacity = [int(ln.pool_capacity_bits // 8) for ln in scenario.links]
         self.classes = classes or [a.priority for a in scenario.applications]
+        #: Applications holding a reservation, in the order their reserved parts are served.
+        self.reserved_apps = reserved_apps or []
 
     def set_node_up(self, node_id: str, up: bool) -> None:
         """A node down is unreachable over Kx."""
@@ -84,25 +91,64 @@ class KeyManagerWorld:
         return np.array([self.kms[ln.a].link_key_bytes(ln.id) for ln in self.scenario.links],
                         dtype=np.int64)
 
-    def _affordable(self, paths: list[list[str]], size: int, want: int) -> int:
-        """Keys (<= want, one call) every hop's link key can pay for, MAC included."""
+    def _affordable(self, paths: list[list[str]], size: int, want: int,
+                    hold: dict[frozenset[str], int] | None = None) -> int:
+        """Keys (<= want, one call) every hop's link key can pay for, MAC included,
+        leaving ``hold[pair]`` bytes on each hop (key protected for reservations)."""
         avail = None
         for path in paths:
             for u, v in zip(path, path[1:], strict=False):
                 km = self.kms[u]
                 b = km.link_key_bytes(km.link_to(v))
+                if hold:
+                    b -= hold.get(frozenset((u, v)), 0)
                 avail = b if avail is None else min(avail, b)
         if avail is None:
             return want
         return int(max(0, min(want, (avail - MAC_KEY_BYTES) // size)))
 
+    def _serve(self, a: int, want: int, src: str, dst: str, paths: list[list[str]],
+               hold: dict[frozenset[str], int] | None) -> int:
+        """Supply up to ``want`` keys to application ``a`` with real KeyManager calls;
+        the slave fetches them and both copies are compared. Returns the keys served."""
+        app = self.scenario.applications[a]
+        size = -(-app.key_size_bits // 8)
+        policy = RelayPolicy(paths=app.paths, avoid_nodes=frozenset(app.avoid_nodes),
+                             allowed_nodes=frozenset(app.via_nodes) or None)
+        got = 0
+        while want - got > 0:
+            n = self._affordable(paths, size, min(want - got, self.per_call), hold)
+            if n == 0:
+                break
+            try:
+                keys = self.kms[src].supply(app.master, app.slave, dst, number=n,
+                                            size_bits=app.key_size_bits, policy=policy)
+            except (KeyExhausted, RelayError, RoutingError):
+                break
+            back = self.kms[dst].retrieve(app.slave, app.master, [k.key_id for k in keys])
+            if [k.key for k in back] != [k.key for k in keys]:
+                raise QkdnetError(f"{app.id}: master and slave keys differ")
+            self.keys_checked += len(keys)
+            got += n
+        return got
+
     def run(self, step0: int, n_steps: int, dt: float, steps_per_bucket: int,
-            requests: np.ndarray, usable: np.ndarray, produce: np.ndarray, carry: np.ndarray,
-            app_nodes: list[tuple[str, str]], served: np.ndarray, no_key: np.ndarray,
-            no_route: np.ndarray, pool_record: np.ndarray) -> None:
-        """Advance ``n_steps`` steps with real key managers, filling the count arrays."""
+            requests: np.ndarray, reserved: np.ndarray, protect: np.ndarray,
+            group_index: dict[frozenset[str], int], usable: np.ndarray, produce: np.ndarray,
+            carry: np.ndarray, app_nodes: list[tuple[str, str]], served: np.ndarray,
+            no_key: np.ndarray, no_route: np.ndarray, res_served: np.ndarray,
+            pool_record: np.ndarray) -> None:
+        """Advance ``n_steps`` steps with real key managers, filling the count arrays.
+
+        Each step: the reserved parts (``reserved``, shape (n, A), or (0, 0) for none)
+        first, then every application's remaining request by priority (best effort),
+        which may not draw a hop below ``protect`` bytes (per KM link, by
+        ``group_index``), as in the vector engine."""
         apps = self.scenario.applications
         order = sorted(range(len(apps)), key=lambda i: -self.classes[i])
+        has_res = reserved.shape[0] > 0
+        hold = ({pair: int(protect[g]) for pair, g in group_index.items() if protect[g]}
+                if has_res else None)
         for i in range(n_steps):
             step = step0 + i
             bucket = step // steps_per_bucket
@@ -124,41 +170,30 @@ class KeyManagerWorld:
                     kid = uuid.UUID(bytes=self.rng.bytes(16), version=4)
                     self.kms[link.a].deposit_link_key(link.id, bits, kid)
                     self.kms[link.b].deposit_link_key(link.id, bits, kid)
-            for a in order:
-                want = int(requests[i, a])
+            passes = ([(a, True) for a in self.reserved_apps] if has_res else []) + [
+                (a, False) for a in order]
+            for a, is_reserved in passes:
+                if is_reserved:
+                    want = int(reserved[i, a])
+                else:
+                    want = int(requests[i, a]) - (int(reserved[i, a]) if has_res else 0)
                 if want == 0:
                     continue
-                app = apps[a]
                 src, dst = app_nodes[a]
                 if src == dst:
                     served[bucket, a] += want
+                    if is_reserved:
+                        res_served[bucket, a] += want
                     continue
-                route = self.ctl.routes[app.id]
+                route = self.ctl.routes[apps[a].id]
                 if not route.paths:
                     no_route[bucket, a] += want
                     continue
-                size = -(-app.key_size_bits // 8)
-                policy = RelayPolicy(paths=app.paths, avoid_nodes=frozenset(app.avoid_nodes),
-                                     allowed_nodes=frozenset(app.via_nodes) or None)
-                got = 0
-                while want - got > 0:
-                    n = self._affordable(route.paths, size, min(want - got, self.per_call))
-                    if n == 0:
-                        break
-                    try:
-                        keys = self.kms[src].supply(app.master, app.slave, dst, number=n,
-                                                    size_bits=app.key_size_bits, policy=policy)
-                    except (KeyExhausted, RelayError):
-                        break
-                    except RoutingError:
-                        break
-                    back = self.kms[dst].retrieve(app.slave, app.master,
-                                                  [k.key_id for k in keys])
-                    if [k.key for k in back] != [k.key for k in keys]:
-                        raise QkdnetError(f"{app.id}: master and slave keys differ")
-                    self.keys_checked += len(keys)
-                    got += n
+                got = self._serve(a, want, src, dst, route.paths,
+                                  None if is_reserved else hold)
                 served[bucket, a] += got
                 no_key[bucket, a] += want - got
+                if is_reserved:
+                    res_served[bucket, a] += got
             if (step + 1) % steps_per_bucket == 0 or i == n_steps - 1:
                 pool_record[bucket] = self.pool_bytes()
