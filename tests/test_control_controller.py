@@ -163,3 +163,24 @@ def test_reservation_alarm_follows_the_reserved_keys_exactly() -> None:
     assert c.active_alarms() == []
     with pytest.raises(Exception, match="served_keys"):
         c.report_reservation("bank", "A", "C", 1, 2, 4.0)
+
+
+def test_tenant_route_follows_its_reservation() -> None:
+    # Another tenant holds 800 of A-B-C's 1000 b/s, so the bank's 400 is admitted on
+    # A-D-C: the bank's route A -> C must relay there, not on the shorter A-B-C.
+    c = ring()
+    c.add_tenant("other")
+    c.add_tenant("bank")
+    c.reserve("other", "A", "C", 800)
+    res = c.reserve("bank", "A", "C", 400)
+    assert res.path == ["A", "D", "C"]
+    route = c.open_route("r", "C", "A", tenant="bank")
+    assert route.paths == [["C", "D", "A"]]
+    assert c.open_route("plain", "A", "C").paths == [["A", "B", "C"]]
+    # A cut on C-D: no path with 400 b/s unreserved is left, the reservation is unmet and
+    # the route falls back to the router's path; the repair re-admits and moves it back.
+    c.set_link_up("CD", False, time_s=1.0)
+    assert not res.met and route.paths == [["C", "B", "A"]]
+    c.set_link_up("CD", True, time_s=2.0)
+    assert res.met and route.paths == [["C", "D", "A"]]
+    assert c.reservation_for(route) is res

@@ -218,3 +218,25 @@ def test_unmet_alarm_fires_exactly_when_reserved_keys_are_refused() -> None:
     # Demand above the reservation (2 keys/s against 1 reserved) was refused in plenty
     # of intervals without raising it: only the reserved part counts.
     assert sum(ref["app"]) < 2 * 200
+
+
+def test_reserved_application_relays_along_its_admitted_path() -> None:
+    # A-B-C carries 512 b/s, the longer A-D-C 2048 b/s. 512 b/s of reservation (2 keys/s)
+    # needs 896 b/s per hop with authentication: admitted on A-D-C only, and the tenant's
+    # application relays there (the best-effort one keeps the shortest path A-B-C).
+    data = scenario(rate_bps=512, block_bits=256, pool0=0, steps=120, app=2, best=1,
+                    app_first=False, reservations=[{"a": "A", "b": "C", "rate_bps": 512}])
+    data["nodes"].append({"id": "D"})
+    data["links"] += [
+        {"id": "AD", "a": "A", "b": "D", "length_km": 30, "key_rate_bps": 2048},
+        {"id": "DC", "a": "D", "b": "C", "length_km": 30, "key_rate_bps": 2048}]
+    runs = {}
+    for engine in ("vector", "keymanager"):
+        data["simulation"]["engine"] = engine
+        runs[engine] = simulate(scenario_from_dict(data))
+    fast, exact = runs["vector"], runs["keymanager"]
+    assert fast.paths["app"][0][1] == [["A", "D", "C"]]
+    assert fast.paths["best"][0][1] == [["A", "B", "C"]]
+    assert int(fast.served[:, 0].sum()) == 240  # 2 keys/s reserved, all served
+    for name in ("served", "refused_no_key", "pool_bits"):
+        np.testing.assert_array_equal(getattr(fast, name), getattr(exact, name))

@@ -312,13 +312,44 @@ class Controller:
         self.close_route(route_id)
         route = Route(route_id, source, target, pol, tenant=tenant)
         try:
-            route.paths = self.paths(source, target, pol)
+            route.paths = self._route_paths(route)
         except RoutingError as exc:
             route.failure = str(exc)
             self._failed.add(route_id)
         self._current.add(route_id, route.paths)
         self.routes[route_id] = route
         return route
+
+    def reservation_for(self, route: Route) -> Reservation | None:
+        """The admitted reservation a route relays along, if any: the route's tenant holds
+        one between its two end nodes, the route takes one path and the reservation's
+        path is allowed by the route's policy (the reserved rate is booked on that path,
+        so the route must follow it for the reservation to be met)."""
+        if route.tenant is None or route.policy.paths != 1:
+            return None
+        tenant = self.tenants.get(route.tenant)
+        if tenant is None:
+            return None
+        ends = {route.source, route.target}
+        pol = route.policy
+        for res in tenant.reservations:
+            if not res.met or {res.a, res.b} != ends:
+                continue
+            inner = set(res.path[1:-1])
+            if set(res.path) & pol.avoid_nodes:
+                continue
+            if pol.via_nodes and not inner <= pol.via_nodes:
+                continue
+            return res
+        return None
+
+    def _route_paths(self, route: Route) -> list[list[str]]:
+        """A route's paths: its reservation's path when it follows one, else the router's."""
+        res = self.reservation_for(route)
+        if res is not None:
+            path = list(res.path)
+            return [path if path[0] == route.source else path[::-1]]
+        return self.paths(route.source, route.target, route.policy)
 
     def close_route(self, route_id: str) -> None:
         """Forget a route."""
@@ -338,7 +369,7 @@ class Controller:
         old = tuple(tuple(p) for p in route.paths)
         self._current.remove(route.route_id, route.paths)
         try:
-            route.paths = self.paths(route.source, route.target, route.policy)
+            route.paths = self._route_paths(route)
             route.failure = None
             self._failed.discard(route.route_id)
         except RoutingError as exc:
@@ -360,6 +391,8 @@ class Controller:
 
     def _reroute_affected(self, time_s: float, pairs: set[frozenset[str]], nodes: set[str],
                           reason: str) -> list[RouteChange]:
+        # Reservations first, so that the routes following one move with it.
+        readmitted = self._readmit_reservations(time_s, pairs, nodes, reason)
         changes = []
         for route_id in sorted(self._current.hits(pairs, nodes)):
             route = self.routes[route_id]
@@ -371,8 +404,7 @@ class Controller:
                     self._preferred[route_id] = before
                     self._pref_index.add(route_id, before)
                 self._displaced.add(route_id)
-        changes.extend(self._readmit_reservations(time_s, pairs, nodes, reason))
-        return changes
+        return changes + readmitted
 
     def _restore(self, time_s: float, reason: str, pairs: set[frozenset[str]],
                  nodes: set[str]) -> list[RouteChange]:
@@ -393,7 +425,14 @@ class Controller:
             if route.paths and route.paths == self._preferred.get(route_id):
                 self._displaced.discard(route_id)
                 self._forget_preferred(route_id)
-        self._retry_unmet(time_s)
+        for res in self._retry_unmet(time_s):
+            # A reservation admitted again: the routes of its tenant's pair follow it.
+            for route in list(self.routes.values()):
+                if (route.tenant == res.tenant and {route.source, route.target} == {res.a, res.b}
+                        and self.reservation_for(route) is res):
+                    change = self._recompute(route, time_s, "reservation admitted again")
+                    if change is not None:
+                        changes.append(change)
         return changes
 
     def reoptimise(self, time_s: float, metric: str = "widest") -> list[RouteChange]:
@@ -655,7 +694,8 @@ class Controller:
                     changes.append(change)
         return changes
 
-    def _retry_unmet(self, time_s: float) -> None:
+    def _retry_unmet(self, time_s: float) -> list[Reservation]:
+        done = []
         for tenant in self.tenants.values():
             for res in tenant.reservations:
                 if res.met:
@@ -668,6 +708,8 @@ class Controller:
                 self._book(res, +1)
                 self._clear(time_s, AlarmKind.RESERVATION_UNMET,
                             f"{tenant.tenant_id}:{res.a}-{res.b}", "reservation met again")
+                done.append(res)
+        return done
 
     # ------------------------------------------------------------------ ETSI 015 view
 

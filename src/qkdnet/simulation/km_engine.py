@@ -113,8 +113,12 @@ class KeyManagerWorld:
         the slave fetches them and both copies are compared. Returns the keys served."""
         app = self.scenario.applications[a]
         size = -(-app.key_size_bits // 8)
+        allowed = frozenset(app.via_nodes) or None
+        if self.ctl.reservation_for(self.ctl.routes[app.id]) is not None:
+            # The route follows its reservation's path: the relay goes only through it.
+            allowed = frozenset(paths[0])
         policy = RelayPolicy(paths=app.paths, avoid_nodes=frozenset(app.avoid_nodes),
-                             allowed_nodes=frozenset(app.via_nodes) or None)
+                             allowed_nodes=allowed)
         got = 0
         while want - got > 0:
             n = self._affordable(paths, size, min(want - got, self.per_call), hold)
