@@ -6,7 +6,10 @@ clients. One *pair* = a master SAE's POST enc_keys (one 256-bit key) followed by
 SAE's POST dec_keys for that key ID; latency is that pair's wall time. Two placements:
 
 * ``local``: master and slave on the same node (no relay: the KME overhead alone);
-* ``link``:  master on node A, slave on neighbour B (one OTP relay hop over HTTPS Kx).
+* ``link``:  master on node A, slave on neighbour B (one OTP relay hop over HTTPS Kx);
+* ``fanout``: master on node A, the clients' slaves spread over A's three neighbours B, C
+  and D (one relay hop each, over three links: relays over different links run in
+  parallel, those over one link direction one at a time, in order).
 
 The load generator is a minimal HTTP/1.1 keep-alive client on asyncio streams (one TLS
 connection per client and SAE), so that the client's own cost stays small next to the
@@ -89,10 +92,12 @@ class Http11:
             self.writer.close()
 
 
-async def _run(master: Endpoint, slave: Endpoint, master_id: str, slave_id: str,
-               clients: int, max_pairs: int, max_s: float,
+async def _run(master: Endpoint, slave: Endpoint | list[Endpoint], master_id: str,
+               slave_id: str | list[str], clients: int, max_pairs: int, max_s: float,
                pids: list[int]) -> tuple[float, np.ndarray, int, float]:
-    enc_path = f"/api/v1/keys/{slave_id}/enc_keys"
+    # Several slaves (``fanout``): client i talks to slave i mod len(slaves).
+    slaves = slave if isinstance(slave, list) else [slave]
+    slave_ids = slave_id if isinstance(slave_id, list) else [slave_id]
     dec_path = f"/api/v1/keys/{master_id}/dec_keys"
     enc_body = json.dumps({"number": 1, "size": 256}).encode()
     latencies: list[float] = []
@@ -100,15 +105,19 @@ async def _run(master: Endpoint, slave: Endpoint, master_id: str, slave_id: str,
     remaining = max_pairs
     # Connections (TLS handshakes) are opened before the clock starts: a KME's clients
     # keep their connections, so the steady state is what is measured.
-    conns = [(Http11(master), Http11(slave)) for _ in range(clients)]
-    for m, s in conns:
+    conns = [
+        (Http11(master), Http11(slaves[i % len(slaves)]),
+         f"/api/v1/keys/{slave_ids[i % len(slaves)]}/enc_keys")
+        for i in range(clients)
+    ]
+    for m, s, _ in conns:
         await m.open()
         await s.open()
     cpu_before = cpu_seconds(pids)
     started = time.perf_counter()
     deadline = started + max_s
 
-    async def worker(m: Http11, s: Http11) -> None:
+    async def worker(m: Http11, s: Http11, enc_path: str) -> None:
         nonlocal remaining, errors
         try:
             while remaining > 0 and time.perf_counter() < deadline:
@@ -131,7 +140,7 @@ async def _run(master: Endpoint, slave: Endpoint, master_id: str, slave_id: str,
     stalled = False
     try:
         # A server that deadlocks must not hang the benchmark: give up 10 s past the limit.
-        await asyncio.wait_for(asyncio.gather(*(worker(m, s) for m, s in conns)), max_s + 10)
+        await asyncio.wait_for(asyncio.gather(*(worker(m, s, e) for m, s, e in conns)), max_s + 10)
     except TimeoutError:
         stalled = True
     elapsed = time.perf_counter() - started
@@ -153,7 +162,8 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
-def measure(master: Endpoint, slave: Endpoint, master_id: str, slave_id: str, clients: int,
+def measure(master: Endpoint, slave: Endpoint | list[Endpoint], master_id: str,
+            slave_id: str | list[str], clients: int,
             max_pairs: int, max_s: float, repeats: int,
             server_pids: list[int] | None = None) -> dict[str, float]:
     """Median over ``repeats`` runs of pairs/s, p50 and p99 latency (ms), and errors, plus
@@ -184,12 +194,18 @@ name: kms-load
 nodes:
   - {{id: A, port: {pa}}}
   - {{id: B, port: {pb}}}
+  - {{id: C, port: {pc}}}
+  - {{id: D, port: {pd}}}
 links:
   - {{id: A-B, a: A, b: B, length_km: 10, key_rate_bps: 2000000}}
+  - {{id: A-C, a: A, b: C, length_km: 10, key_rate_bps: 2000000}}
+  - {{id: A-D, a: A, b: D, length_km: 10, key_rate_bps: 2000000}}
 saes:
   - {{id: sae-a1, node: A}}
   - {{id: sae-a2, node: A}}
   - {{id: sae-b1, node: B}}
+  - {{id: sae-c1, node: C}}
+  - {{id: sae-d1, node: D}}
 """
 
 
@@ -202,13 +218,14 @@ def _ctx(creds: dict[str, str]) -> ssl.SSLContext:
 def start_qkdnet(
     workdir: Path, store: str | None = None, sqlite_sync: str = "FULL"
 ) -> tuple[list[subprocess.Popen[bytes]], dict[str, dict[str, str]]]:
-    """Two live nodes A — B; returns the processes and each SAE's credentials."""
+    """Live nodes A — B, A — C, A — D; returns the processes and each SAE's credentials."""
     sys.path.insert(0, str(ROOT / "src"))
     from qkdnet._commands.serve import _wait_listening, prepare
     from qkdnet.api.server import free_port
 
     scenario = workdir / "s.yaml"
-    scenario.write_text(SCENARIO.format(pa=free_port(), pb=free_port()))
+    scenario.write_text(SCENARIO.format(pa=free_port(), pb=free_port(), pc=free_port(),
+                                        pd=free_port()))
     plan = prepare(scenario, workdir / "out", store, None, 0, sqlite_sync=sqlite_sync)
     procs = [subprocess.Popen([sys.executable, "-m", "qkdnet.api.node", str(cfg)])
              for cfg in plan["nodes"].values()]
@@ -279,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
                         default=["disk", "disk-normal", "tmpfs"],
                         help="SQLite on disk (synchronous=FULL: fsync per commit), on disk "
                         "with synchronous=NORMAL (fsync at checkpoints), on /dev/shm")
+    parser.add_argument("--placements", nargs="+", choices=("local", "link", "fanout"),
+                        default=["local", "link", "fanout"])
     parser.add_argument("--peer", action="store_true",
                         help="also load the CreepPork/next-door-key-simulator peer (.peers/)")
     args = parser.parse_args(argv)
@@ -300,11 +319,17 @@ def main(argv: list[str] | None = None) -> int:
             procs, creds = start_qkdnet(
                 workdir, store, "NORMAL" if store_kind == "disk-normal" else "FULL"
             )
-            a1, a2, b1 = (_endpoint(creds[s]) for s in ("sae-a1", "sae-a2", "sae-b1"))
-            for placement, (m, s, mid, sid) in {
+            a1, a2, b1, c1, d1 = (
+                _endpoint(creds[s]) for s in ("sae-a1", "sae-a2", "sae-b1", "sae-c1", "sae-d1")
+            )
+            placements: dict[str, tuple[Endpoint, Endpoint | list[Endpoint], str,
+                                        str | list[str]]] = {
                 "local": (a1, a2, "sae-a1", "sae-a2"),
                 "link": (a1, b1, "sae-a1", "sae-b1"),
-            }.items():
+                "fanout": (a1, [b1, c1, d1], "sae-a1", ["sae-b1", "sae-c1", "sae-d1"]),
+            }
+            for placement in args.placements:
+                m, s, mid, sid = placements[placement]
                 for clients in args.clients:
                     r = measure(m, s, mid, sid, clients, max_pairs, max_s, repeats,
                                 [p.pid for p in procs])

@@ -32,6 +32,7 @@ from typing import Any
 
 from qkdnet.api.app import FastPath, create_app
 from qkdnet.api.feeder import LinkFeeder
+from qkdnet.api.lanes import RelayLanes
 from qkdnet.api.server import NodeServer
 from qkdnet.api.service import KmeLimits, KmeService, skip_sae_id
 from qkdnet.api.transport import HttpsTransport, KxEndpoint
@@ -122,11 +123,14 @@ class LiveNode:
         self.key_manager.register_sae(skip_sae_id(node_id))
         for other in all_nodes:  # SKIP's per-node pseudo-SAEs are known network-wide
             sae_nodes[skip_sae_id(other)] = other
+        # One ordered lane per outgoing link direction, shared by the relays this node
+        # originates (KmeService) and those it forwards (KxEndpoint): see api/lanes.py.
+        self.lanes = RelayLanes(node_id)
         self.service = KmeService(
             node_id, self.key_manager, sae_nodes, peer_nodes=all_nodes,
-            limits=limits,
+            limits=limits, lanes=self.lanes,
         )
-        self.kx = KxEndpoint(node_id, self.key_manager.handle_message)
+        self.kx = KxEndpoint(node_id, self.key_manager.handle_message, lanes=self.lanes)
         app = FastPath(
             create_app(self.service, extra_routers=(self.kx.router(),)), self.service, self.kx
         )
@@ -187,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: node config {args[0]}: {exc}", file=sys.stderr)
         return 2
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    # The event loop and the relay/Kx worker threads hand the GIL back and forth; the
+    # The event loop and the relay-lane/Kx worker threads hand the GIL back and forth; the
     # default 5 ms switch interval would add up to 5 ms to every relay under load.
     sys.setswitchinterval(0.0005)
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal under the

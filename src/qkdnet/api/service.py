@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from qkdnet.api.certs import Identity, Role
+from qkdnet.api.lanes import RelayLanes
 from qkdnet.api.tls import peer_identity
 from qkdnet.errors import ParameterError, RelayError, RoutingError, Unauthorized
 from qkdnet.keys import KeyManager, RelayPolicy
@@ -71,10 +72,13 @@ class KmeService:
     """One node's KME: its KeyManager, where every SAE lives, and its limits.
 
     ``sae_nodes`` maps every SAE ID of the network to the ID of the node it is attached to.
-    ``peer_nodes`` lists the other nodes (for SKIP ``/capabilities``). KeyManager calls run
-    off the event loop on ``workers`` threads (default one: relays leave a node in the order
-    they took link key, which the key store's per-block high-water mark requires at the
-    next node; see docs/api.md), so a relay waiting on a neighbour never blocks the loop.
+    ``peer_nodes`` lists the other nodes (for SKIP ``/capabilities``). Relays run off the
+    event loop, so one waiting on a neighbour never blocks the loop, each on the ordered
+    lane of its first hop (:class:`qkdnet.api.lanes.RelayLanes`, shared with the node's Kx
+    endpoint): relays over one link direction leave in the order they took link key, as
+    the key store requires at the next node, while relays over different links run in
+    parallel. A relay needing several first hops (k paths, multicast) runs on one of
+    ``workers`` threads holding all their lanes.
     """
 
     node_id: str
@@ -82,12 +86,16 @@ class KmeService:
     sae_nodes: Mapping[str, str]
     peer_nodes: Sequence[str] = ()
     limits: KmeLimits = field(default_factory=KmeLimits)
-    workers: int = 1
+    workers: int = 8
+    #: The node's relay lanes (one is made when not given; share it with the KxEndpoint).
+    lanes: RelayLanes | None = None
     #: Mandatory extensions understood: name → function(value, policy kwargs) that records it.
     extensions: dict[str, Callable[[Any, dict[str, Any]], None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix=f"kme-{self.node_id}")
+        if self.lanes is None:
+            self.lanes = RelayLanes(self.node_id)
         if not self.extensions:
             self.extensions = {
                 "qkdnet_paths": _extension_paths,
@@ -97,13 +105,48 @@ class KmeService:
     def close(self) -> None:
         """Stop the worker threads (after the server stopped taking requests)."""
         self._executor.shutdown(wait=True)
+        if self.lanes is not None:
+            self.lanes.close()
 
-    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    def first_hops(self, destinations: Sequence[str], policy: RelayPolicy | None) -> set[str]:
+        """The neighbours a relay to ``destinations`` (node IDs) under ``policy`` takes
+        link key towards: the first hop of each path ``KeyManager.paths_to`` chooses (the
+        same router, so the same paths ``supply`` will use). Empty when there is no route
+        (``supply`` then raises RoutingError before it takes any key)."""
+        hops: set[str] = set()
+        for dest in destinations:
+            if dest == self.node_id:
+                continue
+            try:
+                paths = self.key_manager.paths_to(dest, policy or RelayPolicy())
+            except RoutingError:
+                continue
+            hops.update(path[1] for path in paths)
+        return hops
+
+    async def _run(
+        self, fn: Callable[..., T], *args: Any, lanes: frozenset[str] = frozenset(), **kwargs: Any
+    ) -> T:
+        """Run ``fn`` off the event loop holding the relay ``lanes`` (neighbour IDs): on
+        that lane's own thread when there is one lane, else on a shared worker."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+        relay_lanes = self.lanes
+        if not lanes or relay_lanes is None:
+            return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
 
-    async def _relay(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a KeyManager call that relays, retrying a failed relay after a random pause.
+        def call() -> T:
+            assert relay_lanes is not None
+            with relay_lanes.hold(lanes):
+                return fn(*args, **kwargs)
+
+        executor = relay_lanes.executor(next(iter(lanes))) if len(lanes) == 1 else self._executor
+        return await loop.run_in_executor(executor, call)
+
+    async def _relay(
+        self, fn: Callable[..., T], *args: Any, lanes: frozenset[str] = frozenset(), **kwargs: Any
+    ) -> T:
+        """Run a KeyManager call that relays over first hops ``lanes`` on their ordered
+        lanes, retrying a failed relay after a random pause.
 
         The two directions of a link take link key from opposite ends of each block
         (docs/key-management.md), so opposite-direction relays no longer collide; they still
@@ -113,7 +156,7 @@ class KmeService:
         """
         for attempt in range(RELAY_ATTEMPTS):
             try:
-                return await self._run(fn, *args, **kwargs)
+                return await self._run(fn, *args, lanes=lanes, **kwargs)
             except RelayError:
                 if attempt == RELAY_ATTEMPTS - 1:
                     raise
@@ -221,10 +264,17 @@ class KmeService:
         policy = _make_policy(options or {})
         local = slave_node == self.node_id and all(n == self.node_id for _, n in extra)
         try:
-            delivered = await (self._run_local if local else self._relay)(
-                self.key_manager.supply, master, slave, slave_node, number, size,
-                additional_slaves=tuple(extra), policy=policy,
-            )
+            if local:
+                delivered = await self._run_local(
+                    self.key_manager.supply, master, slave, slave_node, number, size,
+                    additional_slaves=tuple(extra), policy=policy,
+                )
+            else:
+                hops = self.first_hops([slave_node, *(n for _, n in extra)], policy)
+                delivered = await self._relay(
+                    self.key_manager.supply, master, slave, slave_node, number, size,
+                    additional_slaves=tuple(extra), policy=policy, lanes=frozenset(hops),
+                )
         except RoutingError as exc:
             if policy is not None:  # the relay options asked for cannot be met
                 raise ParameterError("extension_mandatory", MSG_EXTENSION_MANDATORY_UNMET) from exc
@@ -258,7 +308,7 @@ class KmeService:
             raise ParameterError("remoteSystemID", f"unknown remote system {remote_node!r}")
         delivered = await self._relay(
             self.key_manager.supply, skip_sae_id(self.node_id), skip_sae_id(remote_node),
-            remote_node, 1, size_bits,
+            remote_node, 1, size_bits, lanes=frozenset(self.first_hops([remote_node], None)),
         )
         return delivered[0].key_id, delivered[0].key
 

@@ -22,6 +22,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from qkdnet.api.certs import Role
+from qkdnet.api.lanes import RelayLanes, forward_hop
 from qkdnet.api.tls import client_ssl_context, peer_identity
 from qkdnet.errors import ParameterError, QkdnetError, RelayError, Unauthorized
 from qkdnet.keys.transport import KxMessage
@@ -88,17 +89,31 @@ class KxEndpoint:
 
     A message is accepted only from a node certificate whose ID is its ``source_node`` and
     only when addressed to this node. ``handler`` (``KeyManager.handle_message``) runs on
-    its own ``workers`` threads, apart from the ETSI 014 worker, so two nodes relaying to
-    each other at once never deadlock; one worker (the default) forwards relays in the
-    order they arrived, which keeps each link's key ranges in order at the next node.
+    its own ``workers`` threads, apart from the ETSI 014 threads, so two nodes relaying to
+    each other at once never deadlock, and messages over different links are handled in
+    parallel. A relay this node forwards as a trusted node holds the ordered lane of its
+    next hop (``lanes``: the node's :class:`qkdnet.api.lanes.RelayLanes`, shared with its
+    KmeService), so it cannot overtake another relay over that link direction; a lane
+    busy past ``lanes.wait_s`` gets the message refused (503, nothing consumed here; the
+    sender's relay fails and is retried). Incoming messages of one link direction need no
+    ordering here: the sender's lane sends them one at a time.
     """
 
     def __init__(
-        self, node_id: str, handler: Callable[[KxMessage], KxMessage], workers: int = 1
+        self, node_id: str, handler: Callable[[KxMessage], KxMessage], workers: int = 16,
+        lanes: RelayLanes | None = None,
     ) -> None:
         self.node_id = node_id
         self.handler = handler
+        self.lanes = lanes if lanes is not None else RelayLanes(node_id)
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix=f"kx-{node_id}")
+
+    def _handle(self, message: KxMessage) -> KxMessage:
+        nxt = forward_hop(message)
+        if nxt is None:
+            return self.handler(message)
+        with self.lanes.hold([nxt]):
+            return self.handler(message)
 
     async def answer(self, scope: Mapping[str, Any], raw: bytes) -> JSONResponse:
         """The HTTP answer to one Kx message (``raw``: the request body)."""
@@ -113,7 +128,7 @@ class KxEndpoint:
             )
         loop = asyncio.get_running_loop()
         try:
-            answer = await loop.run_in_executor(self._executor, self.handler, message)
+            answer = await loop.run_in_executor(self._executor, self._handle, message)
         except QkdnetError as exc:
             return JSONResponse(
                 {"message": f"{type(exc).__name__}: {exc}"},
@@ -137,7 +152,7 @@ class KxEndpoint:
 
 
 def kx_router(
-    node_id: str, handler: Callable[[KxMessage], KxMessage], workers: int = 1
+    node_id: str, handler: Callable[[KxMessage], KxMessage], workers: int = 16
 ) -> APIRouter:
     """A router for :class:`KxEndpoint` (``node_id``, ``handler``, ``workers``)."""
     return KxEndpoint(node_id, handler, workers).router()
