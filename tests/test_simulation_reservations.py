@@ -18,6 +18,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from qkdnet.control import AlarmKind
 from qkdnet.scenario import scenario_from_dict
@@ -240,3 +242,52 @@ def test_reserved_application_relays_along_its_admitted_path() -> None:
     assert int(fast.served[:, 0].sum()) == 240  # 2 keys/s reserved, all served
     for name in ("served", "refused_no_key", "pool_bits"):
         np.testing.assert_array_equal(getattr(fast, name), getattr(exact, name))
+
+
+@settings(max_examples=12, deadline=None)
+@given(rate64=st.integers(8, 40), block_bits=st.sampled_from([256, 1024, 4096]),
+       res_bps=st.integers(1, 1000), app=st.integers(0, 6), best=st.integers(0, 30),
+       pool0=st.integers(0, 600), app_first=st.booleans())
+def test_any_admitted_reservation_matches_the_reference(
+        rate64: int, block_bits: int, res_bps: int, app: int, best: int, pool0: int,
+        app_first: bool) -> None:
+    rate_bps = 64 * rate64  # whole 1/64 blocks per step: the engine's float carry is exact
+    keys = res_bps / 256
+    hop = res_bps + 384 * min(keys, keys / 128 + 1)
+    assume(hop <= rate_bps)  # admitted (admission itself is tested above)
+    kw = {"rate_bps": rate_bps, "block_bits": block_bits, "pool0": pool0, "steps": 150,
+          "app": app, "best": best, "app_first": app_first}
+    ref = reference(res_bps=res_bps, **kw)  # type: ignore[arg-type]
+    got, result = run(reservations=[{"a": "A", "b": "C", "rate_bps": res_bps}],
+                      telemetry_s=30, **kw)
+    np.testing.assert_array_equal(got["app"], ref["app"])
+    np.testing.assert_array_equal(got["best"], ref["best"])
+    expected, active = [], False
+    for t in range(30, 150, 30):
+        unmet = sum(ref["res_req"][t - 30:t]) > sum(ref["res"][t - 30:t])
+        if unmet != active:
+            expected.append((float(t), unmet))
+            active = unmet
+    assert [(a.time_s, a.active) for a in result.alarms
+            if a.kind is AlarmKind.RESERVATION_UNMET] == expected
+
+
+@settings(max_examples=6, deadline=None)
+@given(rate64=st.integers(8, 40), block_bits=st.sampled_from([256, 1024, 4096]),
+       res_bps=st.integers(1, 1000), app=st.integers(0, 6), best=st.integers(0, 30),
+       pool0=st.integers(0, 600), app_first=st.booleans())
+def test_engines_agree_on_any_admitted_reservation(
+        rate64: int, block_bits: int, res_bps: int, app: int, best: int, pool0: int,
+        app_first: bool) -> None:
+    rate_bps = 64 * rate64
+    keys = res_bps / 256
+    assume(res_bps + 384 * min(keys, keys / 128 + 1) <= rate_bps)
+    kw = {"rate_bps": rate_bps, "block_bits": block_bits, "pool0": pool0, "steps": 60,
+          "app": app, "best": best, "app_first": app_first, "telemetry_s": 20,
+          "reservations": [{"a": "A", "b": "C", "rate_bps": res_bps}]}
+    fast = simulate(scenario_from_dict(scenario(engine="vector", **kw)))  # type: ignore[arg-type]
+    exact = simulate(scenario_from_dict(scenario(engine="keymanager", **kw)))  # type: ignore[arg-type]
+    for name in ("served", "refused_no_key", "pool_bits"):
+        np.testing.assert_array_equal(getattr(fast, name), getattr(exact, name))
+    assert [(a.time_s, a.active) for a in fast.alarms] == [
+        (a.time_s, a.active) for a in exact.alarms]
