@@ -101,12 +101,20 @@ def _sift_kernel(
         if k + 10 > cap:
             k = -1  # stop encoding, finish the rest of the pass
         if k >= 0:
-            while g >= 128:
-                bob[k] = np.uint8((g & 127) | 128)
-                g >>= 7
+            if g < 16384:
+                # one or two bytes without a branch on which (at 50 km the gaps straddle
+                # 128, and a branch on it would mispredict every other row)
+                more = int(g >= 128)
+                bob[k] = np.uint8((g & 127) | (more << 7))
+                bob[k + 1] = np.uint8(g >> 7)
+                k += 1 + more
+            else:
+                while g >= 128:
+                    bob[k] = np.uint8((g & 127) | 128)
+                    g >>= 7
+                    k += 1
+                bob[k] = np.uint8(g)
                 k += 1
-            bob[k] = np.uint8(g)
-            k += 1
         ab = a_basis[i]
         bb = b_basis[i]
         c = a_class[i]
