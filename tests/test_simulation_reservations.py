@@ -150,6 +150,11 @@ def test_best_effort_flood_cannot_starve_a_reservation() -> None:
     np.testing.assert_array_equal(got["app"], ref["app"])
     np.testing.assert_array_equal(got["best"], ref["best"])
     assert int(got["app"].sum()) == 400  # every reserved key, every second
+    assert result.reserved_served is not None and result.reserved_requested is not None
+    np.testing.assert_array_equal(result.reserved_served[:, 0], ref["res"])
+    np.testing.assert_array_equal(result.reserved_requested[:, 0], ref["res_req"])
+    assert result.to_json()["applications"]["app"]["reserved_served"] == ref["res"]
+    assert "reserved_served" not in result.to_json()["applications"]["best"]
     # Best effort takes everything else: 128 B/s less 80 B/s, in whole 50-key calls or
     # fewer; within one block of the closed form.
     assert abs(int(got["best"].sum()) * KEY + MAC * np.count_nonzero(got["best"])

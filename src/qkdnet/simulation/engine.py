@@ -627,6 +627,8 @@ def simulate(
         paths=paths_log,
         alarms=list(ctl.alarms),
         wall_s=time.perf_counter() - wall0,
+        reserved_requested=res_requested,
+        reserved_served=res_served,
     )
 
 

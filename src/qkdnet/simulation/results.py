@@ -36,7 +36,9 @@ class SimulationResult:
     Per link (columns in ``link_ids`` order): ``pool_bits`` (key in the pool, bits) and
     ``link_in_service``. Per application (``app_ids`` order), counts of keys in each
     interval: ``requested``, ``served``, ``refused_no_key`` (KeyExhausted) and
-    ``refused_no_route`` (RoutingError).
+    ``refused_no_route`` (RoutingError). Of these, for applications holding a tenant's
+    reservation, the keys within it: ``reserved_requested`` and ``reserved_served``
+    (zero columns for the others).
     """
 
     scenario: Scenario
@@ -56,6 +58,8 @@ class SimulationResult:
     paths: dict[str, list[tuple[float, list[list[str]]]]] = field(default_factory=dict)
     alarms: list[Alarm] = field(default_factory=list)
     wall_s: float = 0.0
+    reserved_requested: np.ndarray | None = None
+    reserved_served: np.ndarray | None = None
 
     def totals(self) -> dict[str, dict[str, int]]:
         """Keys requested, served and refused per application over the whole run."""
@@ -96,12 +100,21 @@ class SimulationResult:
                     "refused_no_key": self.refused_no_key[:, i].tolist(),
                     "refused_no_route": self.refused_no_route[:, i].tolist(),
                     "paths": [{"from_s": t, "paths": p} for t, p in self.paths.get(aid, [])],
+                    **self._reserved_json(i),
                 }
                 for i, aid in enumerate(self.app_ids)
             },
             "totals": self.totals(),
             "events": [e.to_json() for e in self.events],
         }
+
+    def _reserved_json(self, i: int) -> dict[str, list[int]]:
+        if self.reserved_requested is None or self.reserved_served is None:
+            return {}
+        if not self.reserved_requested[:, i].any():
+            return {}
+        return {"reserved_requested": self.reserved_requested[:, i].tolist(),
+                "reserved_served": self.reserved_served[:, i].tolist()}
 
     def write(self, out_dir: str | Path) -> list[Path]:
         """Write ``series.json``, ``pools.csv``, ``links_in_service.csv``,
