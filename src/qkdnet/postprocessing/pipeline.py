@@ -41,6 +41,7 @@ from qkdnet.postprocessing.authentication import (
     Frame,
     PreSharedKeyPool,
     Role,
+    WegmanCarterAuthenticator,
 )
 from qkdnet.postprocessing.estimation import Estimate, estimate_parameters, secret_key_length
 from qkdnet.postprocessing.reconciliation import ReconciliationResult, efficiency
@@ -289,6 +290,8 @@ class Pipeline:
             reconcile_cascade(bits, flipped, 0.01, rng, variant=self.config.cascade_variant)
         verify_keys(bits, bits, rng, self.config.verification_tag_bits)
         toeplitz_hash(bits, 64, np.zeros(n + 63, np.uint8), self.config.amplification_method)
+        # the Wegman-Carter hash kernel, on a throwaway pool (not the session's key)
+        WegmanCarterAuthenticator(PreSharedKeyPool(np.zeros(192, np.uint8))).tag(b"warm")
 
     # -- one block -------------------------------------------------------------------------
 
