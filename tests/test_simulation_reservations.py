@@ -214,7 +214,7 @@ def test_unmet_alarm_fires_exactly_when_reserved_keys_are_refused() -> None:
                       **kw)
     np.testing.assert_array_equal(got["app"], ref["app"])
     expected, active = [], False
-    for t in range(20, 200, 20):
+    for t in range(20, 201, 20):  # ticks, and the end of the run
         unmet = sum(ref["res_req"][t - 20:t]) > sum(ref["res"][t - 20:t])
         if unmet != active:
             expected.append((float(t), unmet))
@@ -268,7 +268,7 @@ def test_any_admitted_reservation_matches_the_reference(
     np.testing.assert_array_equal(got["app"], ref["app"])
     np.testing.assert_array_equal(got["best"], ref["best"])
     expected, active = [], False
-    for t in range(30, 150, 30):
+    for t in range(30, 151, 30):  # ticks, and the end of the run
         unmet = sum(ref["res_req"][t - 30:t]) > sum(ref["res"][t - 30:t])
         if unmet != active:
             expected.append((float(t), unmet))

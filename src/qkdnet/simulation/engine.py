@@ -33,7 +33,8 @@ Accounting follows the key managers' rules (``qkdnet.keys``):
   reservations crossing it can draw until the link's next block of key arrives.
   Admission books on each hop the reserved key plus its authentication key
   (``reservation_hop_rate``); the reservation-unmet alarm is raised at a telemetry
-  tick exactly when some reserved key of the interval was refused.
+  tick (and at the end of the run) exactly when some reserved key of the interval was
+  refused.
 
 A pool whose link is out of service is frozen, not drawn from, until the link returns.
 """
@@ -450,6 +451,25 @@ def simulate(
     # Per reservation: its applications' reserved keys requested and served until the
     # last telemetry (the reservation-unmet alarm compares the two over each interval).
     last_res = np.zeros((len(resv.pairs), 2), dtype=np.int64)
+    n_alarms_seen = 0
+
+    def report_reservations(t: float) -> None:
+        # Steps not yet simulated are zero in the count arrays: the sums are up to now.
+        for r, (tenant_id, res_a, res_b) in enumerate(resv.pairs):
+            mine = resv.of_app == r
+            asked = int(res_requested[:, mine].sum())
+            got = int(res_served[:, mine].sum())
+            ctl.report_reservation(tenant_id, res_a, res_b, asked - int(last_res[r, 0]),
+                                   got - int(last_res[r, 1]), t)
+            last_res[r] = asked, got
+
+    def flush_alarms() -> None:
+        nonlocal n_alarms_seen
+        for alarm in ctl.alarms[n_alarms_seen:]:
+            kind = "alarm" if alarm.active else "alarm_cleared"
+            events.append(Event(alarm.time_s, kind, alarm.element,
+                                f"{alarm.kind.value}: {alarm.message}"))
+        n_alarms_seen = len(ctl.alarms)
     paths_log: dict[str, list[tuple[float, list[list[str]]]]] = {
         a.id: [] for a in scenario.applications}
 
@@ -504,7 +524,6 @@ def simulate(
         paths_log[app.id].append((0.0, [list(p) for p in route.paths] if route else []))
     app_ptr, app_groups = net.incidence(route_cache)
     protect = resv.protect(app_ptr, app_groups)
-    n_alarms_seen = 0
     demand = _Demand(scenario.applications)
     det_cum = np.zeros(n_apps, dtype=np.float64)
     det_count = np.zeros(n_apps, dtype=np.int64)
@@ -543,16 +562,7 @@ def simulate(
                 ctl.set_pool_levels((world.pool_bytes() if world else pool) * 8.0, t)
                 if has_widest:
                     changes = ctl.reoptimise(t, "widest")
-                bucket_now = min(step // steps_per_bucket, n_buckets - 1)
-                upto = slice(0, bucket_now + 1)
-                for r, (tenant_id, res_a, res_b) in enumerate(resv.pairs):
-                    mine = resv.of_app == r
-                    asked = int(res_requested[upto][:, mine].sum())
-                    got = int(res_served[upto][:, mine].sum())
-                    ctl.report_reservation(tenant_id, res_a, res_b,
-                                           asked - int(last_res[r, 0]),
-                                           got - int(last_res[r, 1]), t)
-                    last_res[r] = asked, got
+                report_reservations(t)
             note_changes(changes)
             moved.update(ch.route_id for ch in changes)
             if ev.action in ("link_down", "link_up", "qber_high", "qber_clear"):
@@ -564,12 +574,7 @@ def simulate(
         if moved:
             app_ptr, app_groups = refresh_routes(moved, step * dt)
             protect = resv.protect(app_ptr, app_groups)
-        if len(ctl.alarms) > n_alarms_seen:
-            for alarm in ctl.alarms[n_alarms_seen:]:
-                kind = "alarm" if alarm.active else "alarm_cleared"
-                events.append(Event(alarm.time_s, kind, alarm.element,
-                                    f"{alarm.kind.value}: {alarm.message}"))
-            n_alarms_seen = len(ctl.alarms)
+        flush_alarms()
         next_step = min(queue[0].step if queue else n_steps, n_steps)
         next_step = min(next_step, step + _MAX_STEPS_PER_CALL)
         n = next_step - step
@@ -607,6 +612,10 @@ def simulate(
         step = next_step
         if progress is not None:
             progress(step * dt)
+
+    # The last interval's reservation telemetry, at the end of the run.
+    report_reservations(n_steps * dt)
+    flush_alarms()
 
     times_s = np.minimum((np.arange(n_buckets) + 1) * steps_per_bucket, n_steps) * dt
     return SimulationResult(
