@@ -99,8 +99,14 @@ def _serve(i: int, bucket: int, apps: np.ndarray, lo: int, hi: int, requests: np
     each KM link's key among the class's requests. Best-effort classes see each link's
     key less ``protect``; the reserved class sees all of it."""
     n_groups = group_ptr.shape[0] - 1
-    for g in range(n_groups):
-        demand[g] = 0
+    if is_reserved:  # few applications: touch only the KM links on their paths
+        for k in range(lo, hi):
+            a = apps[k]
+            for j in range(app_ptr[a], app_ptr[a + 1]):
+                demand[app_groups[j]] = 0
+    else:
+        for g in range(n_groups):
+            demand[g] = 0
     for k in range(lo, hi):
         a = apps[k]
         want = requests[i, a] - (reserved[i, a] if minus_reserved else 0)
@@ -112,7 +118,16 @@ def _serve(i: int, bucket: int, apps: np.ndarray, lo: int, hi: int, requests: np
         cost = want * app_bytes[a] + ((want + per_call - 1) // per_call) * mac_bytes
         for j in range(app_ptr[a], app_ptr[a + 1]):
             demand[app_groups[j]] += cost
-    if is_reserved or not minus_reserved:  # no key held back (no reservations)
+    if is_reserved:
+        for k in range(lo, hi):
+            a = apps[k]
+            for j in range(app_ptr[a], app_ptr[a + 1]):
+                g = app_groups[j]
+                if demand[g] > avail[g]:
+                    ratio[g] = avail[g] / demand[g]
+                else:
+                    ratio[g] = 1.0
+    elif not minus_reserved:  # no key held back (no reservations)
         for g in range(n_groups):
             if demand[g] > avail[g]:
                 ratio[g] = avail[g] / demand[g]
