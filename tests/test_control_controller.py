@@ -184,3 +184,21 @@ def test_tenant_route_follows_its_reservation() -> None:
     c.set_link_up("CD", True, time_s=2.0)
     assert res.met and route.paths == [["C", "D", "A"]]
     assert c.reservation_for(route) is res
+
+
+def test_admission_sees_every_change_between_reservations() -> None:
+    # Admission keeps its residual graph between reservations: it must follow bookings,
+    # rate telemetry, cuts and node outages exactly as a fresh computation would.
+    c = ring()
+    c.add_tenant("bank")
+    c.reserve("bank", "A", "C", 900)  # A-B-C, 100 left
+    c.set_link_metrics("AB", key_rate_bps=2000)  # A-B: 1100 left, B-C still 100
+    assert c.reserve("bank", "A", "C", 300).path == ["A", "D", "C"]  # 200 left there
+    c.set_link_metrics("BC", key_rate_bps=1500)  # B-C: 600 left
+    assert c.reserve("bank", "A", "B", 1000).path == ["A", "B"]  # A-B: 100 left
+    assert c.reserve("bank", "B", "C", 550).path == ["B", "C"]  # B-C: 50 left
+    c.set_node_up("D", False, time_s=1.0)
+    with pytest.raises(RoutingError, match="refused"):
+        c.reserve("bank", "A", "C", 150)  # A-D-C gone, A-B-C has 50
+    c.set_node_up("D", True, time_s=2.0)
+    assert c.reserve("bank", "A", "C", 150).path == ["A", "D", "C"]

@@ -126,6 +126,9 @@ class Controller:
         self._link_order: list[str] = []
         self._pool_low = np.zeros(0, dtype=bool)
         self._fast: ServiceGraph | None = None
+        #: Key-management graph with each edge's unreserved rate (admission control),
+        #: kept between reservations and dropped when the network changes.
+        self._residual: nx.Graph | None = None
         self._preferred: dict[str, list[list[str]]] = {}
         self._current = _PathIndex()
         self._pref_index = _PathIndex()
@@ -156,6 +159,7 @@ class Controller:
         self.graph.add_node(qkdn_id)
         self.km.add_node(qkdn_id, up=True, trusted=trusted, security_level=security_level)
         self._fast = None
+        self._residual = None
         self._topology_arrays = None
         return node
 
@@ -172,6 +176,7 @@ class Controller:
         node.trusted = trusted
         self.km.nodes[qkdn_id]["trusted"] = trusted
         self._fast = None
+        self._residual = None
         reason = f"node {qkdn_id} {'trusted' if trusted else 'no longer trusted'}"
         if trusted:
             return self._restore(time_s, reason, set(), {qkdn_id})
@@ -213,6 +218,7 @@ class Controller:
             self._topology_arrays = None
         self._pair_of_link.append(self._pairs[pair])
         self._fast = None
+        self._residual = None
         return link
 
     def _service_graph(self) -> ServiceGraph:
@@ -244,6 +250,7 @@ class Controller:
 
     def _refresh_pair(self, a: str, b: str) -> None:
         """Recompute the aggregated key-management edge between a and b."""
+        self._residual = None
         links = [ln for ln in self._parallel(a, b) if ln.in_service]
         every = self._parallel(a, b)
         if not every:
@@ -488,6 +495,7 @@ class Controller:
         node.up = up
         self.km.nodes[qkdn_id]["up"] = up
         self._fast = None
+        self._residual = None
         reason = f"node {qkdn_id} {'up' if up else 'down'}"
         if up:
             self._clear(time_s, AlarmKind.NODE_DOWN, qkdn_id, reason)
@@ -502,6 +510,7 @@ class Controller:
         self._refresh_pair(a, b)
         after = self.km.edges[a, b]["in_service"]
         self._fast = None  # the edge's length may have changed even if still in service
+        self._residual = None
         if before and not after:
             return self._reroute_affected(time_s, {frozenset((a, b))}, set(), reason)
         if after and not before:
@@ -630,12 +639,15 @@ class Controller:
         return float(data["rate_bps"]) - self._reserved.get(frozenset((a, b)), 0.0)
 
     def _admit_path(self, tenant: Tenant, a: str, b: str, rate_bps: float) -> list[str]:
-        residual = nx.Graph()
-        residual.add_nodes_from(self.km.nodes(data=True))
-        for u, v, data in self.km.edges(data=True):
-            free = self.residual_rate_bps(u, v)
-            residual.add_edge(u, v, in_service=data["in_service"], rate_bps=free,
-                              pool_bits=0.0, length_km=data["length_km"])
+        residual = self._residual
+        if residual is None:
+            residual = nx.Graph()
+            residual.add_nodes_from(self.km.nodes(data=True))
+            for u, v, data in self.km.edges(data=True):
+                free = self.residual_rate_bps(u, v)
+                residual.add_edge(u, v, in_service=data["in_service"], rate_bps=free,
+                                  pool_bits=0.0, length_km=data["length_km"])
+            self._residual = residual
         policy = RoutePolicy(min_rate_bps=rate_bps, via_nodes=tenant.allowed_nodes)
         try:
             return find_paths(residual, a, b, policy)[0]
@@ -670,6 +682,9 @@ class Controller:
     def _book(self, res: Reservation, sign: int) -> None:
         for pair in path_links(res.path):
             self._reserved[pair] = self._reserved.get(pair, 0.0) + sign * res.hop_rate_bps
+            if self._residual is not None:
+                u, v = tuple(pair)
+                self._residual.edges[u, v]["rate_bps"] = self.residual_rate_bps(u, v)
 
     def _readmit_reservations(self, time_s: float, pairs: set[frozenset[str]], nodes: set[str],
                               reason: str) -> list[RouteChange]:
