@@ -105,8 +105,8 @@ def _sift_kernel(
                 # one or two bytes without a branch on which (at 50 km the gaps straddle
                 # 128, and a branch on it would mispredict every other row)
                 more = int(g >= 128)
-                bob[k] = np.uint8((g & 127) | (more << 7))
-                bob[k + 1] = np.uint8(g >> 7)
+                bob[np.uint64(k)] = np.uint8((g & 127) | (more << 7))
+                bob[np.uint64(k + 1)] = np.uint8(g >> 7)
                 k += 1 + more
             else:
                 while g >= 128:
@@ -134,15 +134,17 @@ def _sift_kernel(
         x = same - z
         ai = a_bit[i]
         bi = b_bit[i]
-        alice_key[j] = ai
-        bob_key[j] = bi
-        alice_test[t] = ai
-        bob_test[t] = bi
+        # unsigned cursors: no negative-index fix on the stores
+        alice_key[np.uint64(j)] = ai
+        bob_key[np.uint64(j)] = bi
+        alice_test[np.uint64(t)] = ai
+        bob_test[np.uint64(t)] = bi
         j += z
         t += x
-        key_counts[c] += z
-        test_counts[c] += x
-        test_errors[c] += x & int(ai != bi)
+        uc = np.uint64(c)
+        key_counts[uc] += z
+        test_counts[uc] += x
+        test_errors[uc] += x & int(ai != bi)
     if n & 7:
         pad = 8 - (n & 7)
         alice[n >> 3] = np.uint8((wa << pad) & 255)
