@@ -110,14 +110,14 @@ def _word_parity(x: np.uint64) -> int:
 @njit(cache=True)
 def _bits_range(ebits: np.ndarray, p: int, lo: int, hi: int) -> int:
     # parity of the error bitset of pass p over positions [lo, hi), lo < hi
-    wl = lo >> 6
-    wh = (hi - 1) >> 6
+    wl = np.uint64(lo >> 6)  # unsigned: no negative-index fix on the loads
+    wh = np.uint64((hi - 1) >> 6)
     low = np.uint64(0xFFFFFFFFFFFFFFFF) << np.uint64(lo & 63)
     top = np.uint64(0xFFFFFFFFFFFFFFFF) >> np.uint64(63 - ((hi - 1) & 63))
     if wl == wh:
         return _word_parity(ebits[p, wl] & low & top)
     x = ebits[p, wl] & low
-    for w in range(wl + 1, wh):
+    for w in range(wl + np.uint64(1), wh):
         x ^= ebits[p, w]
     x ^= ebits[p, wh] & top
     return _word_parity(x)
@@ -484,13 +484,14 @@ def cascade_kernel(
                 while hi - lo > 1:
                     mid = (lo + hi) // 2
                     d += 1
-                    if reuse and known[q, lo] >= d:
+                    ulo = np.uint64(lo)  # unsigned: no negative-index fix
+                    if reuse and known[q, ulo] >= d:
                         info = 0
                     else:
                         info = 1 | (_bits_range(abits, q, lo, mid) << 1)
                         leak += 1
                         if reuse:
-                            known[q, lo] = d
+                            known[q, ulo] = d
                     if small:
                         pmid = _bits_range(ebits, q, lo, mid)
                         plo = 0
@@ -507,14 +508,15 @@ def cascade_kernel(
                 if d > maxd:
                     maxd = d
                 # Bob flips the bit; every pass so far sees one block change parity
-                jflip = int(ptab[q, lo]) if q < nexp else (mq * lo + oq) % n
-                b[jflip] ^= 1
+                jflip = int(ptab[q, np.uint64(lo)]) if q < nexp else (mq * lo + oq) % n
+                ujf = np.uint64(jflip)
+                b[ujf] ^= 1
                 for r in range(p + 1):
-                    tr = int(itab[r, jflip]) if r < nexp else _pos(jflip, n, offs[r], invs[r], ninv)
-                    br = tr // ks[r]
+                    tr = int(itab[r, ujf]) if r < nexp else _pos(jflip, n, offs[r], invs[r], ninv)
+                    br = np.uint64(tr // ks[r])
                     blockerr[r, br] ^= 1
                     if ks[r] <= SMALL_BLOCK:
-                        ebits[r, tr >> 6] ^= np.uint64(1) << np.uint64(tr & 63)
+                        ebits[r, np.uint64(tr >> 6)] ^= np.uint64(1) << np.uint64(tr & 63)
                     if blockerr[r, br] and not inlist[r, br]:
                         inlist[r, br] = 1
                         oddlist[r, oddcount[r]] = br
