@@ -146,6 +146,7 @@ def shuffle_tables(n: int, offs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 _SCRATCH = threading.local()
+_SCRATCH_KEEP_BYTES = 32 << 20
 _POOLS: dict[int, ThreadPoolExecutor] = {}
 _POOLS_LOCK = threading.Lock()
 
@@ -171,7 +172,10 @@ def _scratch(n: int, passes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             np.empty(need[1], dtype=np.uint8),
             np.empty(need[2], dtype=np.uint64),
         )
-        _SCRATCH.bufs = have
+        # keep them only up to the default frame size's ~14 MB: a one-off huge frame
+        # (frame_bits raised by the caller) must not pin its memory to the thread
+        if sum(h.nbytes for h in have) <= _SCRATCH_KEEP_BYTES:
+            _SCRATCH.bufs = have
     return have
 
 
