@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 DEMO_OUT ?= demo-out
 
-.PHONY: demo test install install-test system-deps lint typecheck bench clean
+.PHONY: demo test install install-test system-deps lint bench clean
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
