@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from _cli import Cli, in_process_runner
+
 PG_USER = "qkdnet-pg"
 
 
@@ -145,3 +147,9 @@ def store_factory(
     yield make
     for store in made:
         store.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
+    """``run_cli("link", "--distance", "50")``: the real ``qkdnet`` entry point, in-process."""
+    return in_process_runner(capsys, monkeypatch)

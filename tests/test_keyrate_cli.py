@@ -6,12 +6,12 @@ import csv
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from _cli import Cli
 from qkdnet.quantum import bb84, plob_curve, secret_key_rate_curve
 from qkdnet.quantum.presets import preset_link
 
@@ -24,26 +24,10 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=120, env=env)
 
 
-Invoke = Callable[..., "subprocess.CompletedProcess[str]"]
-
-
 @pytest.fixture
-def invoke(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Invoke:
+def invoke(run_cli: Cli) -> Cli:
     """Run ``qkdnet keyrate ARGS`` through the real entry point in this process."""
-    from qkdnet.cli import main
-
-    monkeypatch.setenv("COLUMNS", "400")
-
-    def _run(*args: str) -> subprocess.CompletedProcess[str]:
-        try:
-            main(["keyrate", *args])
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out, err = capsys.readouterr()
-        return subprocess.CompletedProcess(["keyrate", *args], code, out, err)
-
-    return _run
+    return lambda *args: run_cli("keyrate", *args)
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -72,7 +56,7 @@ def test_csv_and_plot_for_gys_decoy(tmp_path: Path) -> None:
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_several_protocols_on_one_plot(tmp_path: Path, invoke: Invoke) -> None:
+def test_several_protocols_on_one_plot(tmp_path: Path, invoke: Cli) -> None:
     out_csv, out_png = tmp_path / "all.csv", tmp_path / "all.png"
     args = []
     for p in ("bb84-decoy", "bb84-one-decoy", "bb84-no-decoy", "bb84-efficient", "bbm92",
@@ -84,7 +68,7 @@ def test_several_protocols_on_one_plot(tmp_path: Path, invoke: Invoke) -> None:
     assert out_png.stat().st_size > 10_000
 
 
-def test_yaml_parameters_override_the_preset(tmp_path: Path, invoke: Invoke) -> None:
+def test_yaml_parameters_override_the_preset(tmp_path: Path, invoke: Cli) -> None:
     params = tmp_path / "p.yaml"
     params.write_text("detector_efficiency: 0.2\nloss_db_per_km: 0.18\n")
     out = tmp_path / "r.csv"
@@ -96,7 +80,7 @@ def test_yaml_parameters_override_the_preset(tmp_path: Path, invoke: Invoke) -> 
     assert float(_rows(out)[0]["rate_per_pulse"]) == pytest.approx(expected, rel=1e-6)
 
 
-def test_finite_key_block_uses_lim2014_model(tmp_path: Path, invoke: Invoke) -> None:
+def test_finite_key_block_uses_lim2014_model(tmp_path: Path, invoke: Cli) -> None:
     out = tmp_path / "fk.csv"
     res = invoke("-p", "bb84-decoy", "--block", "1e8", "--preset", "lim2014",
                   "--distance", "0:100:50", "--csv", str(out))
@@ -120,7 +104,7 @@ def test_finite_key_block_uses_lim2014_model(tmp_path: Path, invoke: Invoke) -> 
     (["--block", "1e6", "-p", "cv-qkd"], "block"),
     (["--distance", "10:0:1"], "distance"),
 ])
-def test_bad_input_is_one_line_exit_2(args: list[str], field: str, invoke: Invoke) -> None:
+def test_bad_input_is_one_line_exit_2(args: list[str], field: str, invoke: Cli) -> None:
     res = invoke(*args)
     assert res.returncode == 2
     lines = res.stderr.strip().splitlines()
@@ -135,7 +119,7 @@ def test_bad_input_is_one_line_exit_2(args: list[str], field: str, invoke: Invok
     ("loss_db_per_km: fast\n", "loss_db_per_km"),
 ])
 def test_bad_yaml_is_one_line_exit_2(
-    tmp_path: Path, text: str, needle: str, invoke: Invoke
+    tmp_path: Path, text: str, needle: str, invoke: Cli
 ) -> None:
     params = tmp_path / "bad.yaml"
     params.write_text(text)

@@ -3,44 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pytest
 
-from qkdnet.cli import main
-
-
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-Cli = Callable[..., Result]
-
-
-@pytest.fixture
-def run_cli(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> Callable[..., Result]:
-    """Run the real entry point (qkdnet.cli.main) in-process: no interpreter start-up."""
-    monkeypatch.setenv("COLUMNS", "400")  # one-line errors stay on one line
-
-    def run(*args: str) -> Result:
-        capsys.readouterr()
-        code = 0
-        try:
-            main(list(args))
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out, err = capsys.readouterr()
-        return Result(code, out, err)
-
-    return run
+from _cli import Cli
 
 
 def test_link_writes_identical_keys_and_summary(run_cli: Cli, tmp_path: Path) -> None:

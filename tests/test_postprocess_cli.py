@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from qkdnet.cli import main
+from _cli import Cli
 from qkdnet.errors import RecordsError
 from qkdnet.quantum.link import LinkSpec
 from qkdnet.quantum.sampling import simulate_block
@@ -29,34 +27,6 @@ LINK = LinkSpec(length_km=5.0, detector_efficiency=0.5, intensities=(0.6, 0.2, 0
                 intensity_probabilities=(0.5, 0.3, 0.2))
 
 
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-Cli = Callable[..., Result]
-
-
-@pytest.fixture
-def run_cli(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> Callable[..., Result]:
-    """Run the real entry point (qkdnet.cli.main) in-process: no interpreter start-up."""
-    monkeypatch.setenv("COLUMNS", "400")  # one-line errors stay on one line
-
-    def run(*args: str) -> Result:
-        capsys.readouterr()
-        code = 0
-        try:
-            main(list(args))
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out, err = capsys.readouterr()
-        return Result(code, out, err)
-
-    return run
 
 
 def write_csv(records: object, directory: Path) -> tuple[Path, Path]:
