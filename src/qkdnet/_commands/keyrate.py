@@ -26,7 +26,16 @@ from rich.progress import Progress
 from rich.table import Table
 
 from qkdnet.errors import ParameterError, ScenarioError
-from qkdnet.quantum import PROTOCOLS, LinkSpec, plob_curve, secret_key_rate_curve, tgw_bound
+from qkdnet.quantum import (
+    FINITE_KEY_BLOCKS,
+    FINITE_KEY_PROTOCOLS,
+    PROTOCOLS,
+    LinkSpec,
+    finite_key_rate_curve,
+    plob_curve,
+    secret_key_rate_curve,
+    tgw_bound,
+)
 from qkdnet.quantum._common import channel_transmittance
 from qkdnet.quantum.presets import PRESETS
 
@@ -172,22 +181,12 @@ class Curve:
     block_size: float | None = None
 
 
-def _finite_key_curve(link: LinkSpec, distance_km: NDArray[np.float64], block: float,
-                      optimise: bool) -> NDArray[np.float64]:
-    try:
-        from qkdnet.quantum.finite_key import FiniteKeyParameters, finite_key_rate
-    except ImportError as exc:  # pragma: no cover - finite_key ships with qkdnet
-        raise ParameterError("block", "finite-key rates are not available in this build") from exc
-    params = FiniteKeyParameters.from_link(link)
-    result = finite_key_rate(distance_km, block, params, optimise=optimise)
-    return np.asarray(result.rate_per_pulse, dtype=np.float64)
-
-
 def compute_curves(
     protocols: list[str], link: LinkSpec, distance_km: NDArray[np.float64],
     block: float | None, optimise: bool, console: Console | None = None,
 ) -> list[Curve]:
-    """Rate curves for each protocol; with ``block`` bb84-decoy is finite-key (Lim 2014)."""
+    """Rate curves for each protocol; with ``block`` every protocol that has a finite-key
+    rate (:data:`FINITE_KEY_PROTOCOLS`) gets it, the others stay asymptotic."""
     for p in protocols:
         if p not in PROTOCOLS:
             raise ParameterError(
@@ -196,17 +195,18 @@ def compute_curves(
     if block is not None:
         if not (block >= 1.0) or math.isinf(block):
             raise ParameterError("block", f"must be a block size >= 1 detection, got {block!r}")
-        if "bb84-decoy" not in protocols:
+        if not any(p in FINITE_KEY_PROTOCOLS for p in protocols):
             raise ParameterError(
-                "block", "finite-key rates exist for bb84-decoy only; add -p bb84-decoy"
+                "block", "finite-key rates exist for "
+                f"{', '.join(FINITE_KEY_PROTOCOLS)} only; add one of them with -p"
             )
     curves: list[Curve] = []
     with Progress(console=console, transient=True, disable=console is None) as progress:
         task = progress.add_task("key rates", total=len(protocols))
         for p in protocols:
-            if p == "bb84-decoy" and block is not None:
-                rate = _finite_key_curve(link, distance_km, block, optimise)
-                curves.append(Curve(f"bb84-decoy (n={block:.0e})", p, rate, block))
+            if block is not None and p in FINITE_KEY_PROTOCOLS:
+                rate = finite_key_rate_curve(p, link, distance_km, block, optimise=optimise)
+                curves.append(Curve(f"{p} (n={block:.0e})", p, rate, block))
             else:
                 rate = secret_key_rate_curve(p, link, distance_km, optimise=optimise)
                 curves.append(Curve(p, p, rate))
@@ -295,7 +295,8 @@ def keyrate(
         help="Distances in km: START:STOP:STEP (stop included), START:STOP, or a,b,c.")
     ] = "0:250:5",
     block: Annotated[float | None, typer.Option(
-        help="Finite-key block size n_X (detections) for bb84-decoy (Lim et al. 2014).")] = None,
+        help="Finite-key block size for the protocols that have a finite-key rate "
+             "(bb84-decoy: sifted detections n_X, Lim et al. 2014; see the docs).")] = None,
     params: Annotated[Path | None, typer.Option(
         help="YAML file of link parameters (LinkSpec field names).")] = None,
     preset: Annotated[str | None, typer.Option(
@@ -320,8 +321,12 @@ def keyrate(
         positive = distances[c.rate_per_pulse > 0]
         reach = f"{positive.max():g} km" if positive.size else "no key at any distance given"
         console.print(f"{c.label}: key up to {reach}")
-    if block is not None and len(protocols) > 1:
-        console.print("note: --block applies to bb84-decoy only; other curves are asymptotic")
+    if block is not None:
+        for p in dict.fromkeys(protocols):
+            if p in FINITE_KEY_BLOCKS:
+                console.print(f"{p}: block n = {block:.3g} {FINITE_KEY_BLOCKS[p]}")
+            else:
+                console.print(f"note: {p} has no finite-key rate here; its curve is asymptotic")
     try:
         if csv_path is not None:
             write_csv(csv_path, curves, link, distances)
