@@ -54,6 +54,7 @@ from qkdnet.postprocessing._ldpc_core import (
     PHI_TABLE,
     build_ira,
     decode_layered,
+    reduce_graph,
     syndrome,
     untainted_order,
 )
@@ -93,7 +94,7 @@ _MAX_ITER = 100  # layered iterations per attempt
 # for the last attempt
 _STALL = 5
 _STALL_LAST = 20
-_PINNED_LLR = 40.0  # "certainly this value": a shortened or revealed position
+_PINNED_LLR = np.float32(40.0)  # "certainly this value": a shortened or revealed position
 _QBER_FLOOR = 1e-4
 
 _MSG_SYNDROMES = 1
@@ -310,26 +311,34 @@ def reconcile_ldpc(
     transcript = [bytes(header) + b"".join(_pack(s) for s in syndromes)]
     leaked = frames * (code.n_checks - p)
 
-    # Bob's per-frame state: channel LLRs (0 on punctured, pinned on shortened) and messages
+    # Bob's per-frame state, on H without its shortened columns (public zeros: dropping
+    # them is exact): key positions first (reduced index = rank in ``pos``), then the
+    # punctured ones (index k + j for punct[j]); channel LLRs, 0 on punctured symbols
+    graphs = []
     llrs = []
+    xs = []
     for i, k in enumerate(plan.frame_key_bits):
-        llr = np.full(code.n_vars, _PINNED_LLR, dtype=np.float64)
-        llr[punct] = 0.0
+        new_index = np.full(code.n_vars, -1, dtype=np.int64)
+        new_index[positions[i]] = np.arange(k)
+        new_index[punct] = np.arange(k, k + p)
+        graphs.append(reduce_graph(code.check_ptr, code.edge_var, new_index))
+        llr = np.zeros(k + p, dtype=np.float32)
         y = b[starts[i] : starts[i] + k]
-        llr[positions[i]] = channel_llr * (1.0 - 2.0 * y.astype(np.float64))
+        llr[:k] = np.float32(channel_llr) * (1 - 2 * y.astype(np.float32))
         llrs.append(llr)
-    c2v = [np.zeros(code.edge_var.shape[0], dtype=np.float32) for _ in range(frames)]
+        xs.append(np.empty(k + p, dtype=np.uint8))
+    c2v = [np.zeros(g[1].shape[0], dtype=np.float32) for g in graphs]
     corrected = b.copy()
 
     def decode(i: int) -> bool:
         stall = _STALL if remaining > 0 else _STALL_LAST
-        xhat, ok, _ = decode_layered(
-            code.check_ptr, code.edge_var, llrs[i], syndromes[i], _MAX_ITER, PHI_TABLE,
-            c2v[i], stall,
+        ptr, var = graphs[i]
+        ok, _ = decode_layered(
+            ptr, var, llrs[i], syndromes[i], _MAX_ITER, PHI_TABLE, c2v[i], stall, xs[i]
         )
         if ok:
             k = plan.frame_key_bits[i]
-            corrected[starts[i] : starts[i] + k] = xhat[positions[i]]
+            corrected[starts[i] : starts[i] + k] = xs[i][:k]
             c2v[i] = np.zeros(0, dtype=np.float32)  # free the messages of a done frame
         return bool(ok)
 
@@ -363,7 +372,10 @@ def reconcile_ldpc(
             for fi in todo.tolist():
                 vals = words[fi][reveal]
                 msg += _pack(vals)
-                llrs[fi][reveal] = _PINNED_LLR * (1.0 - 2.0 * vals.astype(np.float64))
+                k = plan.frame_key_bits[fi]
+                llrs[fi][k + remaining : k + remaining + r] = _PINNED_LLR * (
+                    1 - 2 * vals.astype(np.float32)
+                )
             leaked += r * int(todo.size)
             transcript.append(bytes(msg))
             messages += 1
