@@ -183,6 +183,18 @@ def test_optimised_rate_non_increasing_with_distance() -> None:
     assert rate[-1] > 0.0 and rate[0] == 0.0
 
 
+def test_long_curves_optimised_at_anchors_lose_little() -> None:
+    # More than 48 distances: optimised at 48 anchors; 30 at a time: point by point.
+    d = np.linspace(0.0, 440.0, 60)
+    anchored = twin_field_finite_rate(TF, d, 1e11, optimise=True)
+    pointwise = np.concatenate(
+        [twin_field_finite_rate(TF, part, 1e11, optimise=True) for part in (d[:30], d[30:])]
+    )
+    key = pointwise > 0.0
+    assert key.sum() > 40
+    assert np.all(anchored[key] >= 0.99 * pointwise[key])
+
+
 def test_finite_rate_beats_plob_at_long_distance() -> None:
     d = np.array([100.0, 350.0, 400.0])
     rate = twin_field_finite_rate(TF, d, 1e13, optimise=True)

@@ -127,8 +127,8 @@ def twin_field_rate(
 #: What ``block_size`` counts in :func:`twin_field_finite_rate` (printed by the CLI).
 FINITE_BLOCK_MEANING = "total pulse pairs N"
 
-#: Natural-log width of every Chernoff interval for a failure probability ξ: ln(2/ξ).
-#: Each estimate below is one side of a two-sided interval at probability ξ/2 per side.
+#: Default of every ε and of the Chernoff failure probability ξ.
+#: Each Chernoff estimate is one side of a two-sided interval, ξ/2 per side: exponent ln(2/ξ).
 _DEFAULT_EPSILON = 1e-10
 #: Bisection steps of the Chernoff root solves (the bracket halves each step: 2^-64).
 _BISECTION_STEPS = 64
@@ -342,6 +342,8 @@ _SEARCH_KEYS = tuple(_SEARCH_BOX)
 _SOBOL_LOG2 = 9
 _SWEEPS = 8
 _SWEEP_POINTS = np.linspace(-1.0, 1.0, 9)
+#: Longest curve optimised point by point; longer ones are optimised at this many anchors.
+_ANCHORS = 48
 
 
 def _settings_from_unit(u: NDArray[np.float64]) -> dict[str, NDArray[np.float64]]:
@@ -368,7 +370,7 @@ def _settings_from_unit(u: NDArray[np.float64]) -> dict[str, NDArray[np.float64]
 def _optimise_settings(
     eta_half: NDArray[np.float64], block_size: float, link: LinkSpec,
     epsilons: tuple[float, float, float, float],
-) -> NDArray[np.float64]:
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Best key per pulse pair at each distance over the settings in _SEARCH_BOX.
 
     A Sobol point set (all distances at once) picks a start per distance; coordinate
@@ -396,7 +398,34 @@ def _optimise_settings(
             best = np.where(better[:, None], trial[pick, np.arange(eta_half.size)], best)
             best_value = np.where(better, trial_values[pick, np.arange(eta_half.size)], best_value)
         span *= 0.5
-    return np.asarray(best_value)
+    return np.asarray(best_value), np.asarray(best)
+
+
+def _optimised_rate(
+    d: NDArray[np.float64], eta_half: NDArray[np.float64], block_size: float, link: LinkSpec,
+    epsilons: tuple[float, float, float, float],
+) -> NDArray[np.float64]:
+    """Optimised key per pulse pair at each distance (km).
+
+    Up to _ANCHORS distances are optimised one by one. A longer curve is optimised at
+    _ANCHORS anchor distances (quantiles of the request); each requested distance then takes
+    the better of its two neighbouring anchors' settings, evaluated at its own distance, so
+    the cost hardly grows with the number of points (settings vary slowly with distance).
+    """
+    if d.size <= _ANCHORS:
+        return _optimise_settings(eta_half, block_size, link, epsilons)[0]
+    anchors = np.unique(np.quantile(d, np.linspace(0.0, 1.0, _ANCHORS)))
+    _, best = _optimise_settings(
+        _half_link_transmittance(link, anchors), block_size, link, epsilons
+    )
+    upper = np.clip(np.searchsorted(anchors, d), 0, anchors.size - 1)
+    lower = np.clip(upper - 1, 0, anchors.size - 1)
+    return np.asarray(
+        np.maximum(
+            _sns_finite_key(_settings_from_unit(best[lower]), eta_half, block_size, link, epsilons),
+            _sns_finite_key(_settings_from_unit(best[upper]), eta_half, block_size, link, epsilons),
+        )
+    )
 
 
 def _check_open_probability(name: str, value: float) -> float:
@@ -456,7 +485,7 @@ def twin_field_finite_rate(
     )
     eta_half = _half_link_transmittance(link, d)
     if optimise:
-        rate = _optimise_settings(eta_half, n, link, epsilons)
+        rate = _optimised_rate(d, eta_half, n, link, epsilons)
         # With fixed settings the rate does not grow with distance, so the settings found
         # for a farther distance achieve at least its rate at any nearer one: carrying the
         # best rate from far to near only removes the optimiser's local misses.
