@@ -9,6 +9,8 @@ pulses, and the PLOB bound.
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -226,3 +228,11 @@ def test_bad_input_names_the_field(field: str, kwargs: dict[str, object]) -> Non
     with pytest.raises(ParameterError) as info:
         twin_field_finite_rate(TF, **args)  # type: ignore[arg-type]
     assert info.value.field == field
+
+
+def test_usage_example_in_the_doc_runs() -> None:
+    doc = Path(__file__).resolve().parents[1] / "docs" / "validation-finite-twinfield.md"
+    blocks = re.findall(r"```python\n(.*?)```", doc.read_text(encoding="utf-8"), flags=re.S)
+    assert blocks
+    for block in blocks:
+        exec(compile(block, str(doc), "exec"), {})
