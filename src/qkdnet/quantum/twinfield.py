@@ -1,4 +1,4 @@
-"""Twin-field QKD, sending-or-not-sending (SNS) variant, asymptotic key rate.
+"""Twin-field QKD, sending-or-not-sending (SNS) variant: asymptotic and finite-size key rates.
 
 Alice and Bob each send a phase-randomised coherent pulse of intensity μ with probability ε
 (bit 1 for Alice, 0 for Bob) or nothing; an untrusted Charlie in the middle interferes the
@@ -10,6 +10,10 @@ large misalignment error", PRA 98, 062323 (2018), Eq. (1):
 with the single-photon yield s_1 and phase-flip rate e_1^ph taken at their asymptotic
 (infinite-decoy) values. Because only one photon has to cross half the link, R ∝ √η and the
 rate crosses the PLOB bound at long distance.
+
+:func:`twin_field_finite_rate` adds the finite-size analysis of Jiang, Yu, Hu, Wang, Phys.
+Rev. Applied 12, 024061 (2019): decoy windows with vacuum and two intensities, Chernoff
+bounds on every count, N total pulse pairs (docs/validation-finite-twinfield.md).
 """
 
 from __future__ import annotations
@@ -458,7 +462,9 @@ def twin_field_finite_rate(
     Z windows), multiplicative Chernoff bounds on every count, the two-decoy bound on s1,
     the phase-flip bound from the X1 windows kept by phase post-selection (slice Δ), and
     the key length N_f = n1[1 − H(e1^ph)] − f n_t H(E_Z) − log2(2/ε_cor)
-    − 2 log2(1/(√2 ε_PA ε̂)). The rate is N_f / N.
+    − 2 log2(1/(√2 ε_PA ε̂)). The rate is N_f / N. No equation numbers are quoted: the
+    paper's text could not be checked when this was written, and some details (listed in
+    docs/validation-finite-twinfield.md) are our choices.
 
     ``block_size`` is N, the total number of pulse pairs (time windows) Alice and Bob send;
     the unit of the result is the same as :func:`twin_field_rate`'s, so the two curves
