@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -195,6 +196,22 @@ def test_long_curves_optimised_at_anchors_lose_little() -> None:
     key = pointwise > 0.0
     assert key.sum() > 40
     assert np.all(anchored[key] >= 0.99 * pointwise[key])
+
+
+def test_ideal_and_hopeless_devices_give_clean_numbers() -> None:
+    # No dark counts and no misalignment (error counts exactly 0), and a detector that
+    # always clicks: finite numbers, no warnings, no key where there can be none.
+    ideal = preset_link(
+        "twinfield", dark_count_probability=0.0, misalignment_error=0.0, detector_efficiency=1.0
+    )
+    noisy = preset_link("twinfield", dark_count_probability=1.0)
+    d = np.array([0.0, 100.0, 1000.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rate = twin_field_finite_rate(ideal, d, 1e12, optimise=True)
+        assert np.all(rate <= twin_field_rate(ideal, d, optimise=True))
+        assert rate[1] > 0.0
+        assert np.all(twin_field_finite_rate(noisy, d, 1e12, optimise=True) == 0.0)
 
 
 def test_finite_rate_beats_plob_at_long_distance() -> None:

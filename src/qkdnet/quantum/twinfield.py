@@ -257,7 +257,9 @@ def _phase_window_error(
     x = arriving_mean_photons[..., None]
     mean_exp = np.sum(_PHASE_WEIGHTS * np.exp(-x * (1.0 + visibility * np.cos(delta))), axis=-1)
     # The weights sum to 2 on [−1, 1]: halve for the average.
-    return np.asarray((1.0 - pd) * 0.5 * mean_exp - (1.0 - pd) ** 2 * np.exp(-2.0 * x[..., 0]))
+    error = (1.0 - pd) * 0.5 * mean_exp - (1.0 - pd) ** 2 * np.exp(-2.0 * x[..., 0])
+    # Zero (not a rounding error below it) without dark counts and misalignment at δ = 0.
+    return np.asarray(np.maximum(error, 0.0))
 
 
 def _sns_finite_key(
