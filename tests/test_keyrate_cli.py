@@ -120,6 +120,25 @@ def test_block_gives_one_decoy_its_own_finite_key_curve(tmp_path: Path, invoke: 
     assert "bb84-no-decoy has no finite-key rate" in res.stdout
 
 
+@pytest.mark.parametrize("protocol", ["cv-qkd", "twin-field"])
+def test_block_gives_cv_and_twin_field_their_finite_size_curves(
+    protocol: str, tmp_path: Path, invoke: Cli
+) -> None:
+    out = tmp_path / "fs.csv"
+    res = invoke("-p", protocol, "--block", "1e10", "--preset", "twinfield",
+                 "--distance", "0:200:100", "--csv", str(out))
+    assert res.returncode == 0, res.stderr
+    rows = _rows(out)
+    finite = np.array([float(r["rate_per_pulse"]) for r in rows])
+    link = preset_link("twinfield")
+    asymptotic = secret_key_rate_curve(protocol, link, [0.0, 100.0, 200.0], optimise=True)
+    direct = finite_key_rate_curve(protocol, link, [0.0, 100.0, 200.0], 1e10)
+    assert finite == pytest.approx(direct, rel=1e-6)
+    assert rows[0]["block_size"] == "10000000000"
+    assert finite[0] > 0.0
+    assert np.all(finite <= asymptotic * (1 + 1e-9))
+
+
 def test_finite_key_rate_curve_refuses_protocols_without_one() -> None:
     with pytest.raises(ParameterError, match="protocol"):
         finite_key_rate_curve("bb84-no-decoy", preset_link("gys"), [10.0], 1e6)

@@ -24,6 +24,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from qkdnet.errors import ParameterError
+from qkdnet.quantum import cvqkd, twinfield
 from qkdnet.quantum._common import channel_transmittance, distances
 from qkdnet.quantum.bb84 import (
     decoy_rate,
@@ -34,9 +35,9 @@ from qkdnet.quantum.bb84 import (
 )
 from qkdnet.quantum.bbm92 import bbm92_rate
 from qkdnet.quantum.bounds import plob_bound, tgw_bound
-from qkdnet.quantum.cvqkd import cv_qkd_rate
+from qkdnet.quantum.cvqkd import cv_qkd_finite_rate, cv_qkd_rate
 from qkdnet.quantum.link import LinkSpec
-from qkdnet.quantum.twinfield import twin_field_rate
+from qkdnet.quantum.twinfield import twin_field_finite_rate, twin_field_rate
 
 RateFunction = Callable[..., NDArray[np.float64]]
 
@@ -104,6 +105,8 @@ def secret_key_rate_bps(protocol: str, link: LinkSpec, *, optimise: bool = False
 FINITE_KEY_BLOCKS: dict[str, str] = {
     "bb84-decoy": "sifted key-basis detections n_X (Lim et al. 2014)",
     "bb84-one-decoy": "sifted key-basis detections n_X (Rusca et al. 2018)",
+    "cv-qkd": f"{cvqkd.FINITE_BLOCK_MEANING} (Leverrier, Grosshans, Grangier 2010)",
+    "twin-field": f"{twinfield.FINITE_BLOCK_MEANING} (Jiang, Yu, Hu, Wang 2019)",
 }
 
 #: Protocols for which :func:`finite_key_rate_curve` has a finite-key (finite-size) rate.
@@ -123,7 +126,10 @@ def finite_key_rate_curve(
     ``block_size`` counts what :data:`FINITE_KEY_BLOCKS` says for the protocol. Decoy BB84:
     Lim et al., PRA 89, 022307 (2014), two decoys; one decoy after Rusca et al., APL 112,
     171104 (2018); security settings of Lim et al. (ε_cor = 1e-15, ε_sec = 1e-15 per key
-    bit). With ``optimise`` the protocol's free settings are chosen per distance. Raises
+    bit). CV-QKD: :func:`cvqkd.cv_qkd_finite_rate` (Leverrier et al., PRA 81, 062343, 2010),
+    bits per symbol. Twin-field: :func:`twinfield.twin_field_finite_rate` (Jiang et al.,
+    PR Applied 12, 024061, 2019), bits per pulse pair. Default ε's of each paper. With
+    ``optimise`` the protocol's free settings are chosen per distance. Raises
     ParameterError for a protocol without a finite-key rate, a block below 1 or a negative
     distance. Returns 0 where no key.
     """
@@ -135,6 +141,10 @@ def finite_key_rate_curve(
             f"{', '.join(FINITE_KEY_PROTOCOLS)}",
         )
     d = distances(distance_km)
+    if protocol == "cv-qkd":
+        return cv_qkd_finite_rate(link, d, block_size, optimise=optimise)
+    if protocol == "twin-field":
+        return twin_field_finite_rate(link, d, block_size, optimise=optimise)
     # Imported here: the finite-key module compiles Numba kernels, which the asymptotic
     # rates never need.
     from qkdnet.quantum.finite_key import FiniteKeyParameters, finite_key_rate
