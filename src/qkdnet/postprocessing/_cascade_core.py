@@ -207,6 +207,50 @@ def _block_parities(
         bits[blk] = acc
 
 
+#: Key positions per chunk of :func:`_affine_block_parities` (its table of offsets).
+_CHUNK = 128
+
+
+@njit(cache=True, nogil=True)
+def _affine_block_parities(
+    bits: np.ndarray, nsend: int, k: int, a: np.ndarray, n: int, off: int, inv: int
+) -> None:
+    # The same parities as _block_parities for an affine pass, computed in key order
+    # instead of pass order: key index j sits at pass position (j - off) inv mod n, so a
+    # block's parity is the XOR of a[j] over the j whose position falls in the block.
+    # One sequential, vectorised sweep per block (positions of a chunk of _CHUNK indices
+    # are the chunk's first position plus a fixed table, mod n) instead of k scattered
+    # bit reads: ~3x faster for the few large blocks of the late passes (k >= n/4).
+    table = np.empty(_CHUNK, dtype=np.uint32)
+    for t in range(_CHUNK):
+        table[t] = np.uint32((t * inv) % n)
+    step = (_CHUNK * inv) % n
+    start = ((n - off % n) % n) * inv % n  # pass position of key index 0
+    un = np.uint32(n)
+    full = n // _CHUNK
+    for blk in range(nsend):
+        lo = blk * k
+        width = np.uint32(min(n, lo + k) - lo)
+        ulo = np.uint32(lo)
+        acc = np.uint8(0)
+        pos = start
+        for c in range(full):
+            base = c * _CHUNK
+            upos = np.uint32(pos)
+            for t in range(_CHUNK):
+                v = upos + table[t]  # < 2^32: both terms are < n < 2^31
+                v = v - un if v >= un else v
+                # unsigned: positions below lo wrap to large values and fail the test
+                acc ^= a[base + t] & np.uint8(v - ulo < width)
+            pos += step
+            if pos >= n:
+                pos -= n
+        for j in range(full * _CHUNK, n):
+            v2 = ((j - off) % n) * inv % n
+            acc ^= a[j] & np.uint8(v2 - lo < k and v2 >= lo)
+        bits[blk] = acc & np.uint8(1)
+
+
 @njit(cache=True, nogil=True)
 def _shuffle_into(perm: np.ndarray, inv: np.ndarray, seed: int, n: int) -> None:
     # Fisher–Yates of 0..n-1 into perm (a row of a preallocated table), inverse into inv:
@@ -391,7 +435,10 @@ def cascade_kernel(
                 bits[blk] = _bits_range(abits, p, blk * k, min(n, (blk + 1) * k))
         else:
             # a few large blocks, rarely searched: parities only, the prefix on demand
-            _block_parities(bits, nsend, k, p, packed, n, ptab, mult, off)
+            if p >= nexp and 4 * k >= n:
+                _affine_block_parities(bits, nsend, k, a, n, off, inv)
+            else:
+                _block_parities(bits, nsend, k, p, packed, n, ptab, mult, off)
         buf = _grow(buf, pos, 22 + (nsend + 7) // 8)
         pos = _header(buf, pos, MSG_PARITIES, p, nsend)
         pos = _put_u64(buf, pos, mult)
