@@ -24,11 +24,14 @@ from qkdnet.errors import ParameterError
 from qkdnet.quantum import LinkSpec
 from qkdnet.quantum.cvqkd import (
     FINITE_BLOCK_MEANING,
+    MIN_TRANSMITTANCE,
     cv_qkd_finite_rate,
     cv_qkd_rate,
     estimation_confidence,
     finite_size_offset,
+    holevo_bound,
     worst_case_channel,
+    worst_case_holevo,
 )
 
 DISTANCES = np.linspace(0.0, 150.0, 61)
@@ -100,6 +103,37 @@ def test_worst_case_channel_is_pessimistic_and_converges() -> None:
     # Too few symbols to exclude t = 0: no channel can be certified.
     t_min, xi_max = worst_case_channel(1e-6, 4.0, 0.01, 0.041, 0.606, 100.0, 1e-10)
     assert float(t_min) == 0.0 and math.isinf(float(xi_max))
+
+
+def test_corner_is_the_papers_worst_case_channel_and_interval_bounds_it() -> None:
+    t = np.geomspace(1e-6, 0.9, 40)
+    args = (4.0, 0.02, 0.04, 0.6, 1e7, 1e-10)
+    corner = worst_case_holevo(t, *args, worst_case="corner")
+    t_min, xi_max = worst_case_channel(t, *args)
+    certified = np.isfinite(corner)
+    assert np.all(certified == (t_min >= MIN_TRANSMITTANCE))
+    assert np.allclose(
+        corner[certified], holevo_bound(t_min[certified], 4.0, xi_max[certified], 0.04, 0.6)
+    )
+    interval = worst_case_holevo(t, *args)
+    assert np.array_equal(np.isfinite(interval), certified)
+    assert np.all(interval[certified] >= corner[certified])
+    # Never below Eve's information on the estimated channel itself.
+    assert np.all(interval[certified] >= holevo_bound(t[certified], 4.0, 0.02, 0.04, 0.6))
+
+
+def test_corner_alone_can_exceed_the_asymptotic_rate_interval_cannot() -> None:
+    # A wide interval (m = 100 disclosed symbols, η = 0.05): at (T_min, ξ_max) Eve's χ_BE is
+    # below that of the true channel, so the paper's corner would promise more key than the
+    # asymptotic rate. Why "interval" is the default.
+    link = LinkSpec(homodyne_efficiency=0.05, modulation_variance_snu=100.0,
+                    excess_noise_snu=0.01, electronic_noise_snu=0.01)
+    d = np.array([4.0])
+    asymptotic = cv_qkd_rate(link, d)[0]
+    corner = cv_qkd_finite_rate(link, d, 1e6, estimation_fraction=1e-4, worst_case="corner")[0]
+    interval = cv_qkd_finite_rate(link, d, 1e6, estimation_fraction=1e-4)[0]
+    assert corner > asymptotic
+    assert interval <= asymptotic
 
 
 def test_finite_size_offset_has_the_papers_seven() -> None:
@@ -175,6 +209,7 @@ def test_no_homodyne_detector_no_key() -> None:
         ({"epsilon_smooth": -1e-10}, "epsilon_smooth"),
         ({"epsilon_pa": 2.0}, "epsilon_pa"),
         ({"estimation_fraction": 1.0}, "estimation_fraction"),
+        ({"worst_case": "centre"}, "worst_case"),
         ({"distance_km": [-1.0]}, "distance_km"),
     ],
 )
