@@ -251,7 +251,8 @@ class Pipeline:
             seconds["authenticate"] = seconds.get("authenticate", 0.0) + self._now() - t
         # Public messages: a plain (memcmp) comparison suffices; hmac.compare_digest walks
         # the megabytes of detection announcements a byte at a time (~5 ms per block).
-        if received != message:  # pragma: no cover - channel's job
+        # An untampered frame hands back the very object sent: nothing to compare.
+        if received is not message and received != message:  # pragma: no cover
             raise AuthenticationError()
         return received
 
