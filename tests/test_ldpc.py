@@ -13,7 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qkdnet.errors import ParameterError, ProtocolAbort
-from qkdnet.postprocessing._ldpc_core import syndrome
+from qkdnet.postprocessing._ldpc_core import (
+    PHI_TABLE,
+    _phi_index,
+    decode_layered,
+    reduce_graph,
+    syndrome,
+)
 from qkdnet.postprocessing.ldpc import (
     CHECK_STEPS,
     LdpcDecodingFailed,
@@ -94,6 +100,67 @@ def test_syndrome_matches_dense_product():
     code = ldpc_code(2048, 512)
     x = np.random.default_rng(0).integers(0, 2, 2048, dtype=np.uint8)
     assert np.array_equal(syndrome(code.check_ptr, code.edge_var, x), (_dense(code) @ x) % 2)
+
+
+def test_phi_table_within_its_cell_bound():
+    # phi(x) = ln coth(x / 2) has |phi'(x)| x = x / sinh(x) <= 1, so on cells of relative
+    # width 2^-7 read at the geometric middle the error is at most ~2^-8 (plus float32
+    # rounding); below 2^-13 the table clamps at phi(2^-13), above 32 it is 0
+    rng = np.random.default_rng(0)
+    x = np.exp(rng.uniform(np.log(2.0**-13), np.log(32.0), 4000)).astype(np.float32)
+    got = np.array([PHI_TABLE[_phi_index(b)] for b in x.view(np.uint32)], dtype=np.float64)
+    exact = np.log1p(2.0 / np.expm1(x.astype(np.float64)))
+    assert np.max(np.abs(got - exact)) <= 2.0**-8 + 1e-6
+    far = np.array([40.0, 1e6], dtype=np.float32).view(np.uint32)
+    assert all(PHI_TABLE[_phi_index(b)] == 0.0 for b in far)
+    tiny = np.array([0.0, 1e-9], dtype=np.float32).view(np.uint32)
+    assert all(abs(PHI_TABLE[_phi_index(b)] - 9.70) < 0.01 for b in tiny)
+
+
+def test_reduced_graph_is_the_dense_submatrix():
+    code = ldpc_code(2048, 512)
+    rng = np.random.default_rng(3)
+    keep = np.sort(rng.choice(2048, 1500, replace=False))
+    new_index = np.full(2048, -1, dtype=np.int32)
+    new_index[keep] = rng.permutation(keep.size)
+    ptr, var = reduce_graph(code.check_ptr, code.edge_var, new_index)
+    sub = np.zeros((code.n_checks, keep.size), dtype=np.int64)
+    for c in range(code.n_checks):
+        sub[c, var[ptr[c] : ptr[c + 1]]] = 1
+    want = np.zeros_like(sub)
+    want[:, new_index[keep]] = _dense(code)[:, keep]
+    assert np.array_equal(sub, want)
+
+
+def test_dropping_shortened_columns_decodes_identically():
+    # shortened (public-zero) positions pinned at +40 on the full code, or removed from the
+    # graph: phi(40) = 0 and the sign is +, so both runs take the same steps
+    code = ldpc_code(4096, 1024)
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        short = np.sort(rng.choice(4096, 600, replace=False))
+        x = rng.integers(0, 2, 4096, dtype=np.uint8)
+        x[short] = 0
+        y = x ^ (rng.random(4096) < 0.03).astype(np.uint8)
+        llr = (np.log(97 / 3) * (1 - 2 * y.astype(np.float32))).astype(np.float32)
+        llr[short] = 40.0
+        s = syndrome(code.check_ptr, code.edge_var, x)
+        ev = code.edge_var.astype(np.uint32)
+        x_full = np.empty(4096, dtype=np.uint8)
+        c2v = np.zeros(ev.size, dtype=np.float32)
+        ok_full, it_full = decode_layered(
+            code.check_ptr, ev, llr, s, 60, PHI_TABLE, c2v, 60, x_full
+        )
+        keep = np.setdiff1d(np.arange(4096), short)
+        new_index = np.full(4096, -1, dtype=np.int32)
+        new_index[keep] = np.arange(keep.size)
+        ptr, var = reduce_graph(code.check_ptr, code.edge_var, new_index)
+        x_red = np.empty(keep.size, dtype=np.uint8)
+        c2v = np.zeros(var.size, dtype=np.float32)
+        ok_red, it_red = decode_layered(ptr, var, llr[keep], s, 60, PHI_TABLE, c2v, 60, x_red)
+        assert (ok_full, it_full) == (ok_red, it_red)
+        assert np.array_equal(x_full[keep], x_red)
+        assert ok_full and np.array_equal(x_red, x[keep])
 
 
 def _syndrome_bits_in(transcript: bytes) -> tuple[int, int]:

@@ -363,7 +363,7 @@ def decode_layered(
         total[np.uint64(edge_var[e])] += c2v[e]
     dmax = 1
     for c in range(m):
-        dmax = max(dmax, np.int64(check_ptr[c + 1] - check_ptr[c]))
+        dmax = max(dmax, int(check_ptr[c + 1] - check_ptr[c]))
     qbuf = np.empty(dmax, dtype=np.float32)  # v2c messages of the current check
     abuf = np.empty(dmax, dtype=np.float32)  # |q|, then the rest of the phi sum
     abits = abuf.view(np.uint32)  # the same memory as bit patterns: the table index
@@ -492,18 +492,12 @@ def reduce_graph(
     """
     m = check_ptr.shape[0] - 1
     ptr = np.zeros(m + 1, dtype=np.int64)
-    cnt = 0
-    for c in range(m):
-        for e in range(check_ptr[c], check_ptr[c + 1]):
-            if new_index[edge_var[e]] >= 0:
-                cnt += 1
-        ptr[c + 1] = cnt
-    out = np.empty(cnt, dtype=np.uint32)
+    out = np.empty(edge_var.shape[0], dtype=np.uint32)
     j = 0
     for c in range(m):
-        for e in range(check_ptr[c], check_ptr[c + 1]):
-            w = new_index[edge_var[e]]
-            if w >= 0:
-                out[j] = w
-                j += 1
-    return ptr, out
+        for e in range(np.uint64(check_ptr[c]), np.uint64(check_ptr[c + 1])):
+            w = new_index[np.uint64(edge_var[e])]
+            out[j] = np.uint32(w)
+            j += 1 if w >= 0 else 0  # branch-free: a dropped edge is overwritten next
+        ptr[c + 1] = j
+    return ptr, out[:j].copy()

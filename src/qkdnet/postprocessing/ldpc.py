@@ -318,7 +318,7 @@ def reconcile_ldpc(
     llrs = []
     xs = []
     for i, k in enumerate(plan.frame_key_bits):
-        new_index = np.full(code.n_vars, -1, dtype=np.int64)
+        new_index = np.full(code.n_vars, -1, dtype=np.int32)
         new_index[positions[i]] = np.arange(k)
         new_index[punct] = np.arange(k, k + p)
         graphs.append(reduce_graph(code.check_ptr, code.edge_var, new_index))
