@@ -1,7 +1,7 @@
 """The throughput fast paths give exactly what the straightforward code gives.
 
 Each fast path (the split sifting, Cascade's reused scratch buffers and thread pool, the
-eight-word polynomial hash of authentication) is compared with an independent, slower
+32-words-per-step polynomial hash of authentication) is compared with an independent, slower
 computation of the same thing: a naive NumPy sifting, a fresh single-threaded Cascade
 run, and Horner's rule (``_gf2.poly_hash``).
 """
@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import qkdnet.postprocessing.sifting as sifting
 from qkdnet.postprocessing._gf2 import poly_hash
-from qkdnet.postprocessing.authentication import _message_blocks, _poly_hash8
+from qkdnet.postprocessing.authentication import _message_blocks, _poly_hash_wide
 from qkdnet.postprocessing.cascade import reconcile_cascade
 from qkdnet.quantum.records import DetectionRecords
 
@@ -170,13 +170,13 @@ def test_cascade_scratch_reuse_and_threads_do_not_change_the_result() -> None:
     assert np.array_equal(framed2.corrected_bits, big[0])
 
 
-def test_eight_word_hash_equals_horner() -> None:
+def test_wide_step_hash_equals_horner() -> None:
     rng = np.random.default_rng(3)
     for n in list(range(0, 80)) + [1000, 4099]:
         blocks = _message_blocks(rng.integers(0, 256, n, dtype=np.uint8).tobytes())
         assert blocks[-1] == 8 * n and blocks.shape[0] == -(-n // 8) + 1
         for key in (0, 1, 2**64 - 1, int(rng.integers(0, 2**63))):
-            assert _poly_hash8(blocks, np.uint64(key)) == poly_hash(blocks, np.uint64(key))
+            assert _poly_hash_wide(blocks, np.uint64(key)) == poly_hash(blocks, np.uint64(key))
 
 
 @settings(max_examples=60, deadline=None)
