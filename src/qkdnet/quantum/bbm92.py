@@ -1,21 +1,34 @@
-"""BBM92 with a spontaneous parametric down-conversion source, asymptotic key rate.
+"""BBM92 with a spontaneous parametric down-conversion source: asymptotic and finite-key rates.
 
 The source sits in the middle of the link (L/2 of fibre to each side) and emits
 polarisation-entangled pairs with thermal statistics; both sides use threshold detectors with
 the link's efficiency, dark counts and misalignment. Model and formulas: Ma, Fung, Lo,
 "Quantum key distribution with entangled photon sources", PRA 76, 012307 (2007), Eqs. (9)–(12).
+
+The finite-key rate (:func:`bbm92_finite_rate`) puts the same coincidence statistics into the
+key length of Tomamichel, Lim, Gisin, Renner, "Tight finite-key analysis for quantum
+cryptography", Nat. Commun. 3, 634 (2012), Eq. (2): an entanglement-based, source-independent
+bound with biased basis choice (key basis chosen with probability p by both sides, the other
+basis only tests). See docs/validation-finite-bbm92.md.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from qkdnet.errors import ParameterError
 from qkdnet.quantum._common import binary_entropy, channel_transmittance, distances
 from qkdnet.quantum.detectors import background_yield
 from qkdnet.quantum.link import LinkSpec
 
 E0 = 0.5
+
+#: Candidate half mean pair numbers λ when optimising (shared by the asymptotic and the
+#: finite-key rate, so that the optimised finite rate never exceeds the optimised asymptotic).
+_PAIR_GRID = np.geomspace(1e-4, 1.0, 120)
 
 
 def gain_and_qber(
@@ -50,6 +63,18 @@ def gain_and_qber(
     return np.asarray(gain), np.asarray(np.clip(qber, 0.0, 0.5))
 
 
+def _coincidences(
+    link: LinkSpec, d: NDArray[np.float64], optimise: bool
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Gain and QBER, shape (pair numbers, distances): the λ grid or the link's λ."""
+    eta_half = channel_transmittance(link, d / 2.0) * link.detector_efficiency
+    # The extra loss of the link is split between the two arms (each arm gets half in dB).
+    eta_half = eta_half * 10.0 ** (link.extra_loss_db / 20.0)
+    y0 = background_yield(link.dark_count_probability)
+    lams = _PAIR_GRID[:, None] if optimise else np.array([[link.mean_pair_number / 2.0]])
+    return gain_and_qber(lams, eta_half, eta_half, y0, link.misalignment_error)
+
+
 def bbm92_rate(
     link: LinkSpec, distance_km: ArrayLike, *, optimise: bool = False, sifting: float = 0.5
 ) -> NDArray[np.float64]:
@@ -62,16 +87,137 @@ def bbm92_rate(
     bases in the asymptotic limit).
     """
     d = distances(distance_km)
-    eta_half = channel_transmittance(link, d / 2.0) * link.detector_efficiency
-    # The extra loss of the link is split between the two arms (each arm gets half in dB).
-    eta_half = eta_half * 10.0 ** (link.extra_loss_db / 20.0)
-    y0 = background_yield(link.dark_count_probability)
-    lams = (
-        np.geomspace(1e-4, 1.0, 120)[:, None]
-        if optimise
-        else np.array([[link.mean_pair_number / 2.0]])
-    )
-    gain, qber = gain_and_qber(lams, eta_half, eta_half, y0, link.misalignment_error)
+    gain, qber = _coincidences(link, d, optimise)
     h = binary_entropy(qber)
     rate = sifting * gain * (1.0 - link.error_correction_efficiency * h - h)
     return np.asarray(np.maximum(rate, 0.0).max(axis=0))
+
+
+# --------------------------------------------------------------------------------------------
+# Finite key: Tomamichel, Lim, Gisin, Renner, Nat. Commun. 3, 634 (2012)
+# --------------------------------------------------------------------------------------------
+
+#: What ``block_size`` of :func:`bbm92_finite_rate` counts (for table headers).
+FINITE_BLOCK_MEANING = "sifted key-basis coincidences n"
+
+#: Candidate ratios s = p_z/p_x = √(k/n) of test to key basis when optimising (p_x =
+#: 1/(1 + s), Tomamichel et al. 2012, Table I); the lower end is raised to 1/√n (k ≥ 1).
+_RATIO_GRID_POINTS = 400
+_RATIO_MAX = 10.0
+#: QBER grid on which the best test ratio is tabulated before it is applied per distance.
+_QBER_GRID = np.linspace(0.0, 0.5, 2049)
+
+
+def _check_open_probability(name: str, value: float) -> None:
+    if not (0.0 < value < 1.0):
+        raise ParameterError(name, f"must be in (0, 1), got {value!r}")
+
+
+def statistical_deviation(
+    key_bits: ArrayLike, test_bits: ArrayLike, epsilon_sec: float
+) -> NDArray[np.float64]:
+    """μ of Tomamichel, Lim, Gisin, Renner, Nat. Commun. 3, 634 (2012), Eq. (2), dimensionless.
+
+    μ = √((n + k)/(n k) · (k + 1)/k · ln(2/ε_sec)): how far the error rate of the n key bits
+    may exceed that of the k test bits (sampling without replacement, Serfling's bound),
+    except with a probability tied to ε_sec. ``key_bits`` n and ``test_bits`` k are counts
+    (> 0, broadcast together). Raises ParameterError for ε_sec outside (0, 1).
+    """
+    _check_open_probability("epsilon_sec", epsilon_sec)
+    n = np.asarray(key_bits, dtype=np.float64)
+    k = np.asarray(test_bits, dtype=np.float64)
+    return np.asarray(np.sqrt((n + k) / (n * k) * (k + 1.0) / k * math.log(2.0 / epsilon_sec)))
+
+
+def _key_length(
+    qber: NDArray[np.float64],
+    ratio: NDArray[np.float64],
+    block: float,
+    f_ec: float,
+    eps_sec: float,
+    eps_cor: float,
+) -> NDArray[np.float64]:
+    """ℓ in bits per block of n key bits (not rounded; may be negative): Tomamichel et al.,
+    Eq. (2), ℓ = n(1 − h(Q_tol + μ)) − f n h(Q_tol) − log2(2/(ε_sec² ε_cor)), with Q_tol the
+    expected QBER and k = n s² test bits (s = ``ratio`` = p_z/p_x). Non-increasing in ``qber``.
+    """
+    mu = statistical_deviation(block, block * ratio**2, eps_sec)
+    phase = np.minimum(qber + mu, 0.5)  # h is not monotone past ½; ½ already means no key
+    return np.asarray(
+        block * (1.0 - binary_entropy(phase))
+        - f_ec * block * binary_entropy(qber)
+        - math.log2(2.0 / (eps_sec**2 * eps_cor))
+    )
+
+
+def _best_ratio(block: float, f_ec: float, eps_sec: float, eps_cor: float) -> NDArray[np.float64]:
+    """Best test ratio s = p_z/p_x for each QBER of :data:`_QBER_GRID`: the argmax over a
+    geometric grid of p_x² ℓ (both sides choose the key basis with p_x = 1/(1 + s))."""
+    low = max(1.0 / math.sqrt(block), 1e-9)
+    ratios = np.geomspace(low, max(_RATIO_MAX, low), _RATIO_GRID_POINTS)
+    ell = _key_length(_QBER_GRID[:, None], ratios, block, f_ec, eps_sec, eps_cor)
+    return np.asarray(ratios[np.argmax(ell / (1.0 + ratios) ** 2, axis=1)])
+
+
+def bbm92_finite_rate(
+    link: LinkSpec,
+    distance_km: ArrayLike,
+    block_size: float,
+    *,
+    optimise: bool = False,
+    epsilon_sec: float = 1e-10,
+    epsilon_cor: float = 1e-15,
+    key_basis_probability: float | None = None,
+) -> NDArray[np.float64]:
+    """Finite-key BBM92 rate, bits per pulse (per source pulse), vectorised over km.
+
+    Key length of Tomamichel, Lim, Gisin, Renner, "Tight finite-key analysis for quantum
+    cryptography", Nat. Commun. 3, 634 (2012), Eq. (2), with preparation quality q = 1 (the
+    entangled source may be Eve's; only the measurements are trusted):
+    ℓ = n(1 − h(Q_tol + μ)) − leak_EC − log2(2/(ε_sec² ε_cor)), μ as in
+    :func:`statistical_deviation`, leak_EC = f n h(Q_tol), f = ``link.error_correction_efficiency``.
+    Q_tol is the expected QBER E_λ of the SPDC source in the middle (Ma, Fung, Lo, PRA 76,
+    012307, 2007, Eqs. (9)–(10)), the same in both bases; the abort probability at that
+    tolerance is not counted (Tomamichel et al.'s robustness ε_rob is left out).
+
+    ``block_size`` is n, the number of sifted coincidences in the key basis (X for both)
+    used for one key; the k test coincidences (Z for both) come on top. Both sides pick the
+    key basis with probability p_x, so n = p_x² Q_λ N after N source pulses, and
+    k = n (1 − p_x)²/p_x² (Tomamichel et al., Table I: p_x = (1 + √(k/n))⁻¹). The rate is
+    ⌊ℓ⌋/N, 0 where no key. Without ``optimise``: λ = ``link.mean_pair_number``/2 and p_x =
+    ``key_basis_probability`` (default ``link.basis_probability_z``; 0 or 1 give no key).
+    With ``optimise``: λ on the grid of :func:`bbm92_rate` and p_x per distance.
+
+    Bounded by ``bbm92_rate(link, d, optimise=optimise, sifting=p_x²)`` (``sifting=1`` when
+    optimised) and tends to it as n → ∞. Raises ParameterError naming the field for a
+    block_size below 1 or not finite, ε outside (0, 1), a negative distance or a
+    key_basis_probability outside (0, 1).
+    """
+    d = distances(distance_km)
+    block = float(block_size)
+    if not (math.isfinite(block) and block >= 1.0):
+        raise ParameterError(
+            "block_size",
+            f"must be a finite number of key-basis coincidences >= 1, got {block_size!r}",
+        )
+    _check_open_probability("epsilon_sec", epsilon_sec)
+    _check_open_probability("epsilon_cor", epsilon_cor)
+    if key_basis_probability is not None:
+        _check_open_probability("key_basis_probability", key_basis_probability)
+    f_ec = link.error_correction_efficiency
+    gain, qber = _coincidences(link, d, optimise)
+    if optimise:
+        # The best ratio depends on the QBER only. Each point uses the ratio tabulated at the
+        # next grid QBER above its own: the result is an exact ℓ at an admissible k, and
+        # stays non-increasing in the QBER (hence in distance) despite the grid.
+        best = _best_ratio(block, f_ec, epsilon_sec, epsilon_cor)
+        cell = np.minimum(np.searchsorted(_QBER_GRID, qber), _QBER_GRID.size - 1)
+        ratio = best[cell]
+    else:
+        p_x = link.basis_probability_z if key_basis_probability is None else key_basis_probability
+        if not (0.0 < p_x < 1.0):
+            return np.zeros(d.shape)  # no test basis, or no key basis
+        ratio = np.full(qber.shape, (1.0 - p_x) / p_x)
+    ell = np.maximum(np.floor(_key_length(qber, ratio, block, f_ec, epsilon_sec, epsilon_cor)), 0.0)
+    # A fraction p_x² = 1/(1 + s)² of the coincidences are key-basis ones: N = n/(p_x² Q_λ).
+    return np.asarray((gain * ell / block / (1.0 + ratio) ** 2).max(axis=0))
