@@ -302,13 +302,24 @@ def worst_case_holevo(
         points = [t_min, t_hat, np.minimum(t_hat + half_width, math.sqrt(eta))]
     chi = np.full(np.broadcast(t_hat, half_width).shape, -np.inf)
     for point in points:
-        point_sq = np.where(ok, point, 1.0) ** 2
-        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            value = holevo_bound(
-                point_sq / eta, va, noise_out / point_sq, electronic_noise_snu, eta
-            )
-        chi = np.fmax(chi, value)
+        chi = np.fmax(chi, _holevo_at(point, ok, va, noise_out, electronic_noise_snu, eta))
     return np.asarray(np.where(ok, chi, np.inf))
+
+
+def _holevo_at(
+    t_point: NDArray[np.float64],
+    ok: NDArray[np.bool_],
+    variances: NDArray[np.float64],
+    noise_out: NDArray[np.float64],
+    electronic_noise_snu: float,
+    eta: float,
+) -> NDArray[np.float64]:
+    """χ_BE for the channel t = √(ηT) = ``t_point`` with noise σ²_max at Bob (where ``ok``)."""
+    point_sq = np.where(ok, t_point, 1.0) ** 2
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        return holevo_bound(
+            point_sq / eta, variances, noise_out / point_sq, electronic_noise_snu, eta
+        )
 
 
 def _finite_points(
@@ -316,18 +327,36 @@ def _finite_points(
     t: NDArray[np.float64],
     variances: NDArray[np.float64],
     i_ab: NDArray[np.float64],
+    floor: NDArray[np.float64],
     fraction: float,
     block_size: float,
     epsilon_pe: float,
     delta: float,
     worst_case: str,
 ) -> NDArray[np.float64]:
-    """(n/N)[β I_AB − S_{ε_PE}(B:E) − Δ(n)] at matching points (t, V_A); 0 where no key."""
-    chi = worst_case_holevo(
-        t, variances, link.excess_noise_snu, link.electronic_noise_snu,
-        link.homodyne_efficiency, fraction * block_size, epsilon_pe, worst_case=worst_case,
+    """(n/N)[β I_AB − S_{ε_PE}(B:E) − Δ(n)] at matching points (t, V_A), as
+    :func:`worst_case_holevo` would give it, where that exceeds ``floor``; 0 elsewhere."""
+    eta, v_el = link.homodyne_efficiency, link.electronic_noise_snu
+    t_hat, half_width, noise_out = _estimation_interval(
+        t, variances, link.excess_noise_snu, v_el, eta, fraction * block_size, epsilon_pe
     )
-    rate = (1.0 - fraction) * (link.reconciliation_efficiency * i_ab - chi - delta)
+    t_min = t_hat - half_width
+    ok = (t_min > 0.0) & (t_min * t_min >= eta * MIN_TRANSMITTANCE)
+    gain = link.reconciliation_efficiency * i_ab - delta
+    if worst_case == "corner":
+        chi = _holevo_at(t_min, ok, variances, noise_out, v_el, eta)
+    else:
+        # χ_BE at t̂ is one of the three candidates, so it bounds the rate from above: the two
+        # interval ends are evaluated only where that bound still beats ``floor``.
+        chi = _holevo_at(t_hat, ok, variances, noise_out, v_el, eta)
+        live = ok & ((1.0 - fraction) * (gain - chi) > floor)
+        for end in (t_min, np.minimum(t_hat + half_width, math.sqrt(eta))):
+            chi[live] = np.fmax(
+                chi[live],
+                _holevo_at(end[live], ok[live], variances[live], noise_out[live], v_el, eta),
+            )
+        ok &= live
+    rate = np.where(ok, (1.0 - fraction) * (gain - chi), 0.0)
     return np.asarray(np.maximum(np.nan_to_num(rate, nan=0.0, neginf=0.0), 0.0))
 
 
@@ -403,8 +432,8 @@ def cv_qkd_finite_rate(
         if a_idx.size == 0:
             continue
         rate = _finite_points(
-            link, t[d_idx], variances[a_idx], i_ab[a_idx, d_idx], float(fractions[k]),
-            block_size, epsilon_pe, float(deltas[k]), worst_case,
+            link, t[d_idx], variances[a_idx], i_ab[a_idx, d_idx], best[d_idx],
+            float(fractions[k]), block_size, epsilon_pe, float(deltas[k]), worst_case,
         )
         np.maximum.at(best, d_idx, rate)
     return np.asarray(np.where(t >= MIN_TRANSMITTANCE, best, 0.0))
