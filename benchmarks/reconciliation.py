@@ -3,8 +3,14 @@
     .venv/bin/python benchmarks/reconciliation.py [--quick] [--no-peers] [--repeats N]
 
 Ours: Cascade (optimised and original) and LDPC at QBER 1, 2, 3, 5, 8 % on keys of
-10^5 and 10^6 bits (and 10^7 without --quick); medians of several runs, one process, one
-core. f = leaked / (n h(Q)) with Q the realised error fraction.
+10^5 and 10^6 bits (and 10^7 without --quick; LDPC stops at 10^6); medians of several
+runs, one process. f = leaked / (n h(Q)) with Q the realised error fraction.
+
+LDPC codes are built once per (length, checks) and cached, as in a long run at a steady
+QBER; the benchmark builds the code a key needs before timing it and prints the median
+build time on the row ("build ms"), so the cold cost of a new QBER is one build plus one
+key. ``--ldpc-profile`` prints, per QBER, where an LDPC key's time goes: build, decoder
+calls (rounds), iterations per frame, edges per frame, ns per edge-iteration, the rest.
 
 Peers, run on the same QBER, printed beside ours with the ratio:
 * SeQUeNCe (PyPI ``sequence``, its own venv at .peers/sequence-venv): its BB84 + Cascade
@@ -31,8 +37,9 @@ from pathlib import Path
 import numpy as np
 
 from qkdnet.errors import ProtocolAbort
+from qkdnet.postprocessing import ldpc as ldpc_module
 from qkdnet.postprocessing.cascade import reconcile_cascade
-from qkdnet.postprocessing.ldpc import reconcile_ldpc
+from qkdnet.postprocessing.ldpc import ldpc_plan, reconcile_ldpc
 from qkdnet.postprocessing.reconciliation import binary_entropy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,13 +134,22 @@ def _keys(n: int, qber: float, seed: int) -> tuple[np.ndarray, np.ndarray, float
     return a, a ^ e.astype(np.uint8), float(e.mean())
 
 
-def _measure(fn, n: int, qber: float, repeats: int) -> tuple[float, float, float, int]:
+def _measure(
+    fn, n: int, qber: float, repeats: int, prepare=None, setup: list | None = None
+) -> tuple[float, float, float, int]:
     """Median wall seconds, median CPU seconds (all threads of this process) and median f
     over ``repeats`` keys, and the count of failed frames. The CPU figure is what a quiet
-    machine would show as wall time for one core; this 2-core box is shared."""
+    machine would show as wall time for one core; this 2-core box is shared.
+    ``prepare(n, q)``, when given, runs untimed before each key (its seconds go to
+    ``setup``): the LDPC code build."""
     times, cpus, effs, failed = [], [], [], 0
     for r in range(repeats):
         a, b, q = _keys(n, qber, 1000 + r)
+        if prepare is not None:
+            t0 = time.perf_counter()
+            prepare(n, q)
+            if setup is not None:
+                setup.append(time.perf_counter() - t0)
         c0, t0 = time.process_time(), time.perf_counter()
         try:
             res = fn(a, b, q, np.random.default_rng(r))
@@ -188,11 +204,74 @@ def _cascade_python_peer(n: int, qber: float, algorithm: str) -> tuple[float, fl
     return rec.stats.elapsed_real_time, leak / (n * binary_entropy(qber))
 
 
+def _ldpc_profile(n: int, repeats: int) -> None:
+    """Where an LDPC key's time goes, per QBER (medians over ``repeats`` keys of n bits).
+
+    The decoder is wrapped to count calls (one per frame and blind round), iterations and
+    the edges of each frame's reduced graph; "rest" is the CPU time of the key outside the
+    decoder calls (positions, syndromes, reduced graphs, transcript), from the wall time
+    of the key minus the decoder time divided over the threads that ran it.
+    """
+    calls: list[tuple[int, int, float]] = []
+    inner = ldpc_module.decode_layered
+
+    def counting(*args):
+        t0 = time.thread_time()
+        ok, its = inner(*args)
+        calls.append((its, args[1].shape[0], time.thread_time() - t0))
+        return ok, its
+
+    print(f"LDPC profile, keys of {n} bits (medians of {repeats}; shared machine)")
+    print(
+        f"{'QBER':>6}{'build ms':>10}{'frames':>8}{'calls':>7}{'it/frame':>10}"
+        f"{'edges/frame':>13}{'ns/edge-it':>12}{'decode ms':>11}{'rest ms':>9}{'f':>8}"
+        f"{'Mb/s cpu':>10}"
+    )
+    ldpc_module.decode_layered = counting
+    try:
+        for qber in QBERS:
+            rows = []
+            for r in range(repeats):
+                a, b, q = _keys(n, qber, 1000 + r)
+                ldpc_module.ldpc_code.cache_clear()
+                t0 = time.perf_counter()
+                plan = ldpc_plan(n, q)
+                build = time.perf_counter() - t0
+                calls.clear()
+                c0 = time.process_time()
+                try:
+                    res = reconcile_ldpc(a, b, q, np.random.default_rng(r))
+                    f = res.efficiency
+                except ProtocolAbort:
+                    f = float("nan")
+                cpu = time.process_time() - c0
+                frames = len(plan.frame_key_bits)
+                its = sum(c[0] for c in calls)
+                dec = sum(c[2] for c in calls)
+                edges = statistics.mean(c[1] for c in calls)
+                rows.append((
+                    build * 1e3, frames, len(calls), its / frames, edges,
+                    dec / max(1, sum(c[0] * c[1] for c in calls)) * 1e9, dec * 1e3,
+                    max(0.0, cpu - dec) * 1e3, f, n / cpu / 1e6,
+                ))
+            med = [statistics.median(col) for col in zip(*rows, strict=True)]
+            print(
+                f"{qber:>6.2f}{med[0]:>10.0f}{med[1]:>8.0f}{med[2]:>7.0f}{med[3]:>10.1f}"
+                f"{med[4]:>13.0f}{med[5]:>12.2f}{med[6]:>11.1f}{med[7]:>9.1f}{med[8]:>8.4f}"
+                f"{med[9]:>10.2f}"
+            )
+    finally:
+        ldpc_module.decode_layered = inner
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer sizes, repeats and peer runs")
     ap.add_argument("--no-peers", action="store_true", help="skip SeQUeNCe and cascade-python")
     ap.add_argument("--repeats", type=int, default=0, help="runs per point (median)")
+    ap.add_argument(
+        "--ldpc-profile", action="store_true", help="only the LDPC per-key time breakdown"
+    )
     args = ap.parse_args()
     sizes = [10**5, 10**6] if args.quick else [10**5, 10**6, 10**7]
     repeats = args.repeats or (3 if args.quick else 5)
@@ -203,9 +282,16 @@ def main() -> None:
     reconcile_cascade(a, b, q, np.random.default_rng(0), "original")
     reconcile_ldpc(a, b, q, np.random.default_rng(0))
 
+    if args.ldpc_profile:
+        _ldpc_profile(10**5 if args.quick else 10**6, repeats)
+        return
+
     print("Cascade / LDPC throughput (Mb/s of sifted key) and efficiency f = leak/(n h(Q))")
     print("(Mb/s wall, and Mb/s per CPU-second of this process: the machine is shared)")
-    print(f"{'method':<18}{'n':>10}{'QBER':>7}{'Mb/s':>9}{'Mb/s cpu':>10}{'f':>8}{'failed':>8}")
+    print(
+        f"{'method':<18}{'n':>10}{'QBER':>7}{'Mb/s':>9}{'Mb/s cpu':>10}{'f':>8}{'failed':>8}"
+        f"{'build ms':>10}"
+    )
     ours_1e5: dict[float, float] = {}
     methods = [
         ("cascade-optimised", lambda a, b, q, r: reconcile_cascade(a, b, q, r, "optimised")),
@@ -214,19 +300,22 @@ def main() -> None:
     ]
     for name, fn in methods:
         for n in sizes:
-            if name == "ldpc" and n > 10**5 * (1 if args.quick else 10):
-                continue  # LDPC runs at ~0.1-0.5 Mb/s: keep the benchmark bounded
+            if name == "ldpc" and n > 10**6:
+                continue  # LDPC runs at ~1-2 Mb/s per CPU-s: keep the benchmark bounded
             reps = max(1, repeats if n < 10**7 else 2)
             if name == "ldpc":
                 reps = min(reps, 3)
             for qber in QBERS:
-                t, cpu, f, failed = _measure(fn, n, qber, reps)
+                builds: list[float] = []
+                prepare = (lambda n, q: ldpc_plan(n, q)) if name == "ldpc" else None
+                t, cpu, f, failed = _measure(fn, n, qber, reps, prepare, builds)
                 mbps, mbps_cpu = n / t / 1e6, n / max(cpu, 1e-9) / 1e6
                 if name == "cascade-optimised" and n == 10**5:
                     ours_1e5[qber] = mbps
+                build = f"{1e3 * statistics.median(builds):>10.0f}" if builds else ""
                 print(
                     f"{name:<18}{n:>10}{qber:>7.2f}{mbps:>9.2f}{mbps_cpu:>10.2f}{f:>8.4f}"
-                    f"{failed:>5}/{reps}"
+                    f"{failed:>5}/{reps}{build}"
                 )
 
     if args.no_peers:
