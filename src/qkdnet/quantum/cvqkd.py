@@ -150,6 +150,9 @@ FINITE_BLOCK_MEANING = "exchanged symbols N"
 #: Fraction of the N symbols disclosed for parameter estimation when not optimised (m = N/2).
 DEFAULT_ESTIMATION_FRACTION = 0.5
 
+#: How :func:`worst_case_holevo` bounds Eve's information over the confidence region.
+WORST_CASE_MODES = ("interval", "corner")
+
 #: 2 dim H_X + 3 in Δ(n) (Leverrier et al. 2010): the reconciled key is binary, dim H_X = 2.
 _SMOOTHING_PREFACTOR = 7.0
 
@@ -161,6 +164,13 @@ _ESTIMATION_FRACTION_GRID = np.geomspace(1e-4, 0.9, 25)
 def _check_epsilon(name: str, value: float) -> None:
     if not (0.0 < value < 1.0):
         raise ParameterError(name, f"must be a probability in (0, 1), got {value!r}")
+
+
+def _check_worst_case(worst_case: str) -> None:
+    if worst_case not in WORST_CASE_MODES:
+        raise ParameterError(
+            "worst_case", f"must be one of {', '.join(WORST_CASE_MODES)}, got {worst_case!r}"
+        )
 
 
 def _check_block(block_size: float) -> None:
@@ -255,10 +265,6 @@ def finite_size_offset(
     )
 
 
-#: How :func:`worst_case_holevo` bounds Eve's information over the confidence region.
-WORST_CASE_MODES = ("interval", "corner")
-
-
 def worst_case_holevo(
     transmittance: ArrayLike,
     modulation_variance_snu: ArrayLike,
@@ -283,27 +289,30 @@ def worst_case_holevo(
     t_max} at σ²_max; since χ_BE grows with σ² at fixed t, the result is never below χ_BE of
     the estimated channel, so the finite rate never exceeds the asymptotic one.
     """
-    if worst_case not in WORST_CASE_MODES:
-        raise ParameterError(
-            "worst_case", f"must be one of {', '.join(WORST_CASE_MODES)}, got {worst_case!r}"
-        )
+    _check_worst_case(worst_case)
     eta = homodyne_efficiency
     t_hat, half_width, noise_out = _estimation_interval(
         transmittance, modulation_variance_snu, excess_noise_snu, electronic_noise_snu, eta,
         estimation_symbols, epsilon_pe,
     )
     va = np.asarray(modulation_variance_snu, dtype=np.float64)
-    t_min = t_hat - half_width
-    ok = (t_min > 0.0) & (t_min * t_min >= eta * MIN_TRANSMITTANCE)
-    if worst_case == "corner":
-        points = [t_min]
-    else:
-        # t ≤ √η: the channel transmittance cannot exceed 1.
-        points = [t_min, t_hat, np.minimum(t_hat + half_width, math.sqrt(eta))]
+    points, ok = _interval_points(t_hat, half_width, eta, worst_case)
     chi = np.full(np.broadcast(t_hat, half_width).shape, -np.inf)
     for point in points:
         chi = np.fmax(chi, _holevo_at(point, ok, va, noise_out, electronic_noise_snu, eta))
     return np.asarray(np.where(ok, chi, np.inf))
+
+
+def _interval_points(
+    t_hat: NDArray[np.float64], half_width: NDArray[np.float64], eta: float, worst_case: str
+) -> tuple[list[NDArray[np.float64]], NDArray[np.bool_]]:
+    """The t = √(ηT) at which χ_BE is evaluated (t̂ first) and where T_min is certified."""
+    t_min = t_hat - half_width
+    ok = (t_min > 0.0) & (t_min * t_min >= eta * MIN_TRANSMITTANCE)
+    if worst_case == "corner":
+        return [t_min], ok
+    # t ≤ √η: the channel transmittance cannot exceed 1.
+    return [t_hat, t_min, np.minimum(t_hat + half_width, math.sqrt(eta))], ok
 
 
 def _holevo_at(
@@ -340,22 +349,16 @@ def _finite_points(
     t_hat, half_width, noise_out = _estimation_interval(
         t, variances, link.excess_noise_snu, v_el, eta, fraction * block_size, epsilon_pe
     )
-    t_min = t_hat - half_width
-    ok = (t_min > 0.0) & (t_min * t_min >= eta * MIN_TRANSMITTANCE)
+    points, ok = _interval_points(t_hat, half_width, eta, worst_case)
     gain = link.reconciliation_efficiency * i_ab - delta
-    if worst_case == "corner":
-        chi = _holevo_at(t_min, ok, variances, noise_out, v_el, eta)
-    else:
-        # χ_BE at t̂ is one of the three candidates, so it bounds the rate from above: the two
-        # interval ends are evaluated only where that bound still beats ``floor``.
-        chi = _holevo_at(t_hat, ok, variances, noise_out, v_el, eta)
-        live = ok & ((1.0 - fraction) * (gain - chi) > floor)
-        for end in (t_min, np.minimum(t_hat + half_width, math.sqrt(eta))):
-            chi[live] = np.fmax(
-                chi[live],
-                _holevo_at(end[live], ok[live], variances[live], noise_out[live], v_el, eta),
-            )
-        ok &= live
+    chi = _holevo_at(points[0], ok, variances, noise_out, v_el, eta)
+    # Every candidate χ_BE bounds the rate from above: the other points are evaluated only
+    # where the first still lets the rate beat ``floor``.
+    ok &= (1.0 - fraction) * (gain - chi) > floor
+    for point in points[1:]:
+        chi[ok] = np.fmax(
+            chi[ok], _holevo_at(point[ok], ok[ok], variances[ok], noise_out[ok], v_el, eta)
+        )
     rate = np.where(ok, (1.0 - fraction) * (gain - chi), 0.0)
     return np.asarray(np.maximum(np.nan_to_num(rate, nan=0.0, neginf=0.0), 0.0))
 
@@ -393,10 +396,7 @@ def cv_qkd_finite_rate(
     ``estimation_fraction`` outside (0, 1), an unknown ``worst_case``, or a negative distance.
     """
     _check_block(block_size)
-    if worst_case not in WORST_CASE_MODES:
-        raise ParameterError(
-            "worst_case", f"must be one of {', '.join(WORST_CASE_MODES)}, got {worst_case!r}"
-        )
+    _check_worst_case(worst_case)
     if not (0.0 < estimation_fraction < 1.0):
         raise ParameterError(
             "estimation_fraction", f"must be in (0, 1), got {estimation_fraction!r}"
