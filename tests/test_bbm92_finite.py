@@ -5,6 +5,8 @@ sampling bound, the relation to the asymptotic rate and input checks."""
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -151,3 +153,11 @@ def test_bad_input_raises_parameter_error_naming_the_field(
     with pytest.raises(ParameterError) as info:
         bbm92.bbm92_finite_rate(preset_link("lim2014"), **args)  # type: ignore[arg-type]
     assert info.value.field == field
+
+
+def test_python_examples_in_the_validation_doc_run() -> None:
+    doc = Path(__file__).resolve().parents[1] / "docs" / "validation-finite-bbm92.md"
+    blocks = re.findall(r"```python\n(.*?)```", doc.read_text(encoding="utf-8"), flags=re.S)
+    assert len(blocks) == 2
+    for block in blocks:
+        exec(compile(block, str(doc), "exec"), {})

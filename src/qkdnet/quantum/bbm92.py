@@ -114,19 +114,23 @@ def _check_open_probability(name: str, value: float) -> None:
 
 
 def statistical_deviation(
-    key_bits: ArrayLike, test_bits: ArrayLike, epsilon_sec: float
+    key_bits: ArrayLike, test_bits: ArrayLike, epsilon_sec: ArrayLike
 ) -> NDArray[np.float64]:
     """μ of Tomamichel, Lim, Gisin, Renner, Nat. Commun. 3, 634 (2012), Eq. (2), dimensionless.
 
     μ = √((n + k)/(n k) · (k + 1)/k · ln(2/ε_sec)): how far the error rate of the n key bits
     may exceed that of the k test bits (sampling without replacement, Serfling's bound),
     except with a probability tied to ε_sec. ``key_bits`` n and ``test_bits`` k are counts
-    (> 0, broadcast together). Raises ParameterError for ε_sec outside (0, 1).
+    (> 0); all three arguments broadcast together. Raises ParameterError for an ε_sec
+    outside (0, 1).
     """
-    _check_open_probability("epsilon_sec", epsilon_sec)
+    eps = np.asarray(epsilon_sec, dtype=np.float64)
+    bad = ~((eps > 0.0) & (eps < 1.0))
+    if np.any(bad):
+        raise ParameterError("epsilon_sec", f"must be in (0, 1), got {float(eps[bad].flat[0])!r}")
     n = np.asarray(key_bits, dtype=np.float64)
     k = np.asarray(test_bits, dtype=np.float64)
-    return np.asarray(np.sqrt((n + k) / (n * k) * (k + 1.0) / k * math.log(2.0 / epsilon_sec)))
+    return np.asarray(np.sqrt((n + k) / (n * k) * (k + 1.0) / k * np.log(2.0 / eps)))
 
 
 def _key_length(
