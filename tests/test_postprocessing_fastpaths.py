@@ -260,3 +260,54 @@ def test_channel_tag_is_the_tag_of_header_plus_payload() -> None:
                        payload=b"\x01" + bad.payload[1:], tag=bad.tag)
     with pytest.raises(AuthenticationError):
         channel.receive(forged)
+
+
+_SIFT_DIGEST = """
+import hashlib
+import numpy as np
+import qkdnet.postprocessing.sifting as sifting
+from qkdnet.quantum.records import DetectionRecords
+
+def digest():
+    h = hashlib.sha256()
+    for n, classes, max_gap in ((13, 3, 5), (1003, 3, 300), (5000, 5, 200), (40000, 4, 90)):
+        rng = np.random.default_rng(n)
+        idx = np.cumsum(rng.integers(1, max_gap, n)).astype(np.int64)
+        cls = rng.integers(0, classes, n).astype(np.uint8)
+        r = DetectionRecords(
+            pulse_index=idx, alice_class=cls,
+            alice_basis=rng.integers(0, 2, n, dtype=np.uint8),
+            alice_bit=rng.integers(0, 2, n, dtype=np.uint8),
+            bob_basis=rng.integers(0, 2, n, dtype=np.uint8),
+            bob_bit=rng.integers(0, 2, n, dtype=np.uint8),
+            pulses_sent=np.bincount(cls, minlength=classes).astype(np.int64) + int(idx[-1]),
+            intensities=tuple(0.5 / (k + 1) for k in range(classes)),
+        )
+        s = sifting.sift(r)
+        for m in s.messages:
+            h.update(m[1])
+        for a in (s.alice_key, s.bob_key, s.key_counts, s.test_counts, s.test_errors):
+            h.update(a.tobytes())
+    return sifting.HAS_FAST_PEXT, h.hexdigest()
+"""
+
+
+def test_sifting_table_compression_equals_the_default_path(tmp_path: object) -> None:
+    """The portable byte compression (tables; used where BMI2 pext is missing or slow)
+    gives exactly what the default path of this machine gives (checked against the plain
+    computation above), run in a fresh process with its own Numba cache."""
+    import os
+    import subprocess
+    import sys
+
+    scope: dict[str, object] = {}
+    exec(_SIFT_DIGEST, scope)  # noqa: S102 - our own snippet, shared with the subprocess
+    _, here = scope["digest"]()  # type: ignore[operator]
+    env = dict(os.environ, QKDNET_SOFT_PEXT="1", NUMBA_CACHE_DIR=str(tmp_path))
+    code = _SIFT_DIGEST + "\nprint(*digest())\n"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    fast, soft = out.stdout.split()
+    assert fast == "False"
+    assert soft == here

@@ -11,12 +11,16 @@ answers with her bases and intensity classes; both announce their test-basis bit
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numba
 import numpy as np
+from llvmlite import binding as llvm
+from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 from qkdnet.quantum.records import DetectionRecords
@@ -80,6 +84,49 @@ _LOW7 = np.uint64(0x7F7F7F7F7F7F7F7F)
 _GATHER_LSB = np.uint64(0x0102040810204080)
 _GATHER_MSB = np.uint64(0x8040201008040201)
 _GATHER_CLS = np.uint64(0x40100401)
+
+
+#: Whether the kernel compresses bytes with BMI2 ``pext`` (one instruction) rather than
+#: the PEXT8/SPREAD8 tables: x86-64 with BMI2, except AMD Zen 1 and 2, where pext is
+#: microcoded and slower than the tables. QKDNET_SOFT_PEXT=1 forces the tables (the tests
+#: use it, with their own NUMBA_CACHE_DIR, to check that path on x86).
+HAS_FAST_PEXT: bool = (
+    bool(llvm.get_host_cpu_features().get("bmi2", False))
+    and llvm.get_host_cpu_name() not in ("znver1", "znver2")
+    and os.environ.get("QKDNET_SOFT_PEXT", "") != "1"
+)
+
+
+@intrinsic
+def _pext(typingctx, value, mask):  # noqa: ANN001 - Numba's intrinsic protocol
+    """BMI2 ``pext``: the bits of ``value`` where ``mask`` is 1, packed to the low end."""
+    sig = types.uint64(types.uint64, types.uint64)
+
+    def codegen(context, builder, signature, args):  # noqa: ANN001
+        i64 = ir.IntType(64)
+        fnty = ir.FunctionType(i64, [i64, i64])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.bmi.pext.64")
+        return builder.call(fn, [args[0], args[1]])
+
+    return sig, codegen
+
+
+if HAS_FAST_PEXT:
+
+    @numba.njit(cache=True, inline="always")
+    def _compress_bytes(v: np.uint64, keep: np.uint64) -> np.uint64:
+        # the bytes of v (each 0 or 1) where keep's byte is 1, moved to the front
+        return _pext(v, keep * np.uint64(255))  # type: ignore[call-arg]
+
+else:
+
+    @numba.njit(cache=True, inline="always")
+    def _compress_bytes(v: np.uint64, keep: np.uint64) -> np.uint64:
+        # the same through the tables: gather each word's byte flags into 8 bits, compress,
+        # spread back to bytes
+        u56 = np.uint64(56)
+        k8 = ((keep * _GATHER_LSB) >> u56) << np.uint64(8)
+        return SPREAD8[PEXT8[k8 | ((v * _GATHER_LSB) >> u56)]]
 
 
 @intrinsic
@@ -153,7 +200,6 @@ def _sift_kernel(
     w_cls = a_class[: 8 * n8].view(np.uint64)
     gap8 = np.empty(8, dtype=np.int64)
     u7 = np.uint64(7)
-    u8 = np.uint64(8)
     u24 = np.uint64(24)
     u32 = np.uint64(32)
     u56 = np.uint64(56)
@@ -233,14 +279,10 @@ def _sift_kernel(
                 test_counts[uc] += int((X >> sh) & one)
                 test_errors[uc] += int((XE >> sh) & one)
         # the kept rows' bits, compressed to the front of a word and stored at the cursor
-        z8 = ((Z * _GATHER_LSB) >> u56) << u8
-        x8 = ((X * _GATHER_LSB) >> u56) << u8
-        a8 = (abits * _GATHER_LSB) >> u56
-        b8 = (bbits * _GATHER_LSB) >> u56
-        _store_unaligned(alice_key, j, SPREAD8[PEXT8[z8 | a8]])  # type: ignore[call-arg]
-        _store_unaligned(bob_key, j, SPREAD8[PEXT8[z8 | b8]])
-        _store_unaligned(alice_test, t, SPREAD8[PEXT8[x8 | a8]])
-        _store_unaligned(bob_test, t, SPREAD8[PEXT8[x8 | b8]])
+        _store_unaligned(alice_key, j, _compress_bytes(abits, Z))  # type: ignore[call-arg]
+        _store_unaligned(bob_key, j, _compress_bytes(bbits, Z))
+        _store_unaligned(alice_test, t, _compress_bytes(abits, X))
+        _store_unaligned(bob_test, t, _compress_bytes(bbits, X))
         j += int((Z * _ONES) >> u56)
         t += int((X * _ONES) >> u56)
     # the last n % 8 rows, one at a time
