@@ -14,6 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qkdnet.errors import ParameterError
+from qkdnet.postprocessing.estimation import estimate_parameters, secret_key_length
+from qkdnet.postprocessing.sifting import SiftedBlock
 from qkdnet.quantum import bbm92
 from qkdnet.quantum.link import LinkSpec
 from qkdnet.quantum.presets import preset_link
@@ -161,3 +163,32 @@ def test_python_examples_in_the_validation_doc_run() -> None:
     assert len(blocks) == 2
     for block in blocks:
         exec(compile(block, str(doc), "exec"), {})
+
+
+def test_theory_and_the_pipeline_use_the_same_key_length() -> None:
+    # postprocessing.estimation applies Eq. (2) to real blocks; for the same counts the
+    # theory's μ and ℓ must agree with it bit for bit.
+    n, k, errors = 160_000, 10_000, 230
+    block = SiftedBlock(
+        alice_key=np.zeros(n, dtype=np.uint8),
+        bob_key=np.zeros(n, dtype=np.uint8),
+        key_counts=np.array([n]),
+        test_counts=np.array([k]),
+        test_errors=np.array([errors]),
+        pulses_sent=np.array([10**9]),
+        intensities=(0.05,),
+        protocol="bbm92",
+        detections=n + k,
+        messages=(),
+    )
+    estimate = estimate_parameters(block, epsilon_sec=1e-10, epsilon_cor=1e-15)
+    qber = errors / k
+    mu = float(bbm92.statistical_deviation(n, k, 1e-10))
+    assert estimate.phase_error - estimate.qber == pytest.approx(mu, rel=1e-12)
+    leaked = math.ceil(1.1 * n * _h(qber))
+    pipeline = secret_key_length(estimate, leaked)
+    f_ec = leaked / (n * _h(qber))
+    ratio = np.array(math.sqrt(k / n))
+    theory = bbm92._key_length(np.array(qber), ratio, n, f_ec, 1e-10, 1e-15)
+    assert pipeline > 0
+    assert pipeline == math.floor(float(theory))
