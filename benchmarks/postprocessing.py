@@ -26,7 +26,7 @@ import numpy as np
 
 from qkdnet.errors import VerificationFailed
 from qkdnet.postprocessing.amplification import privacy_amplification
-from qkdnet.postprocessing.authentication import PreSharedKeyPool, WegmanCarterAuthenticator
+from qkdnet.postprocessing.authentication import AuthenticatedChannel, PreSharedKeyPool, Role
 from qkdnet.postprocessing.cascade import reconcile_cascade
 from qkdnet.postprocessing.estimation import binary_entropy, estimate_parameters
 from qkdnet.postprocessing.pipeline import Pipeline, PipelineConfig
@@ -39,25 +39,24 @@ GOAL_PIPELINE_MBPS = 100.0
 GOAL_PA_MBPS = 200.0
 
 
-def median_time(fn: Callable[[], Any], runs: int) -> tuple[float, Any]:
-    """Median wall-clock seconds of ``runs`` calls, and the last result."""
-    times, out = [], None
+#: CPU seconds (process, all threads) of the last median_time call's runs, by stage name.
+CPU_SECONDS: dict[str, float] = {}
+
+
+def median_time(fn: Callable[[], Any], runs: int, name: str = "") -> tuple[float, Any]:
+    """Median wall-clock seconds of ``runs`` calls, and the last result. With ``name``,
+    the median CPU seconds of the same calls (process time, all threads) go to
+    ``CPU_SECONDS[name]``."""
+    times, cpu, out = [], [], None
     for _ in range(runs):
+        c = time.process_time()
         t = time.perf_counter()
         out = fn()
         times.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    if name:
+        CPU_SECONDS[name] = statistics.median(cpu)
     return statistics.median(times), out
-
-
-def median_cpu(fn: Callable[[], Any], runs: int) -> float:
-    """Median CPU seconds of the process (all threads) per call: on a machine shared with
-    other jobs this is the steadier measure of what the code costs."""
-    times = []
-    for _ in range(runs):
-        t = time.process_time()
-        fn()
-        times.append(time.process_time() - t)
-    return statistics.median(times)
 
 
 def link_for(qber: float) -> LinkSpec:
@@ -76,19 +75,20 @@ def sifted_per_pulse(link: LinkSpec) -> float:
     return float(detection_probabilities(link)[:, 0, 0, :].sum())
 
 
-def case(q: float, n: int, runs: int, rng: np.random.Generator) -> str:
-    """One row of the table: every stage at QBER ``q`` on a block of about ``n`` sifted bits."""
+def case(q: float, n: int, runs: int, rng: np.random.Generator) -> tuple[str, str]:
+    """Two rows at QBER ``q`` on a block of about ``n`` sifted bits: every stage's wall
+    throughput (Mb/s of sifted key) and f; every stage's CPU time per 10^6 sifted bits."""
     link = link_for(q)
     records = simulate_block(link, int(n / sifted_per_pulse(link)), rng)
     sifted = sift(records)
     m = sifted.sifted_bits
-    t_sift, _ = median_time(lambda: sift(records), runs)
+    t_sift, _ = median_time(lambda: sift(records), runs, "sift")
     t_est, est = median_time(
-        lambda: estimate_parameters(sifted, qber_threshold=0.5), runs
+        lambda: estimate_parameters(sifted, qber_threshold=0.5), runs, "estim"
     )
     a, b = sifted.alice_key, sifted.bob_key
     true_q = float(np.mean(a != b))
-    t_rec, rec = median_time(lambda: reconcile_cascade(a, b, est.qber, rng), runs)
+    t_rec, rec = median_time(lambda: reconcile_cascade(a, b, est.qber, rng), runs, "cascade")
     f = rec.leaked_bits / (m * binary_entropy(true_q)) if true_q > 0 else math.nan
     residual = int(np.count_nonzero(a != rec.corrected_bits))
 
@@ -97,34 +97,46 @@ def case(q: float, n: int, runs: int, rng: np.random.Generator) -> str:
         with contextlib.suppress(VerificationFailed):
             verify_keys(a, rec.corrected_bits, rng)
 
-    t_ver, _ = median_time(verify, runs)
+    t_ver, _ = median_time(verify, runs, "verify")
 
     def whole() -> Any:
         return Pipeline(PipelineConfig(qber_threshold=0.5), rng=rng).process(records)
 
-    t_all, res = median_time(whole, runs)
-    cpu_all = median_cpu(whole, runs)
+    t_all, res = median_time(whole, runs, "pipeline")
     ell = res.secret_bits if res.secret_bits > 0 else max(1, m // 4)
     t_fft, _ = median_time(lambda: privacy_amplification(a, ell, rng, "fft"), runs)
-    t_clm, _ = median_time(lambda: privacy_amplification(a, ell, rng, "auto"), runs)
-    transcript = rec.transcript
+    t_clm, _ = median_time(lambda: privacy_amplification(a, ell, rng, "auto"), runs, "PA")
+    # every frame the pipeline authenticates for this block: sifting's four, the Cascade
+    # transcript, the verification seed and tag, the Toeplitz seed; tagged by the sender
+    # and checked by the receiver
+    frames = [msg for _, msg in sifted.messages] + [
+        rec.transcript, bytes(24), bytes(-(-(m + ell - 1) // 8))
+    ]
+    key = rng.integers(0, 2, 1 << 14, dtype=np.uint8)
 
     def auth() -> None:
-        pool = PreSharedKeyPool(rng.integers(0, 2, 1 << 12, dtype=np.uint8))
-        WegmanCarterAuthenticator(pool).tag(transcript)
+        channel = AuthenticatedChannel(PreSharedKeyPool(key), PreSharedKeyPool(key))
+        for i, msg in enumerate(frames):
+            channel.receive(channel.send(Role.BOB if i in (0, 3) else Role.ALICE, msg))
 
-    t_auth, _ = median_time(auth, runs)
+    t_auth, _ = median_time(auth, runs, "auth")
     mb = {k: m / t / 1e6 for k, t in (("sift", t_sift), ("est", t_est), ("rec", t_rec),
                                         ("ver", t_ver), ("fft", t_fft), ("clm", t_clm),
-                                        ("auth", t_auth), ("all", t_all), ("cpu", cpu_all))}
+                                        ("auth", t_auth), ("all", t_all),
+                                        ("cpu", CPU_SECONDS["pipeline"]))}
     ratio = res.secret_bits / m
     note = "" if not res.aborted else f"  aborted: {res.abort_reason[:50]}"
     if residual:
         note += f"  (Cascade left {residual} errors)"
-    return (f"{q:>5.0%} {m:>10,} | {mb['sift']:>6.1f} {mb['est']:>6.0f} {mb['rec']:>7.2f} "
-            f"{f:>6.3f} {mb['ver']:>7.0f} {mb['fft']:>7.1f} {mb['clm']:>8.1f} "
-            f"{GOAL_PA_MBPS:>4.0f} {mb['auth']:>6.0f} | {mb['all']:>8.2f} {mb['cpu']:>8.2f} "
-            f"{GOAL_PIPELINE_MBPS:>4.0f} | {ratio:>13.3f}{note}")
+    row = (f"{q:>5.0%} {m:>10,} | {mb['sift']:>6.1f} {mb['est']:>6.0f} {mb['rec']:>7.2f} "
+           f"{f:>6.3f} {mb['ver']:>7.0f} {mb['fft']:>7.1f} {mb['clm']:>8.1f} "
+           f"{GOAL_PA_MBPS:>4.0f} {mb['auth']:>6.0f} | {mb['all']:>8.2f} {mb['cpu']:>8.2f} "
+           f"{GOAL_PIPELINE_MBPS:>4.0f} | {ratio:>13.3f}{note}")
+    per = {k: v * 1e9 / m for k, v in CPU_SECONDS.items()}  # ms per 10^6 sifted bits
+    cpu_row = (f"{q:>5.0%} {m:>10,} | {per['sift']:>6.2f} {per['estim']:>6.2f} "
+               f"{per['cascade']:>8.2f} {per['verify']:>7.2f} {2 * per['PA']:>7.2f} "
+               f"{per['auth']:>6.2f} | {per['pipeline']:>9.2f} {1e3 / per['pipeline']:>8.2f}")
+    return row, cpu_row
 
 
 def main() -> None:
@@ -133,8 +145,8 @@ def main() -> None:
     parser.add_argument("--qber", type=float, action="append", help="only this QBER (repeat)")
     parser.add_argument("--block", type=float, action="append", help="only this size (repeat)")
     args = parser.parse_args()
-    qbers = (0.01, 0.03) if args.quick else (0.01, 0.02, 0.03, 0.05, 0.08)
-    blocks = (10**5, 10**6) if args.quick else (10**5, 10**6, 10**7)
+    qbers: tuple[float, ...] = (0.01, 0.03) if args.quick else (0.01, 0.02, 0.03, 0.05, 0.08)
+    blocks: tuple[int, ...] = (10**5, 10**6) if args.quick else (10**5, 10**6, 10**7)
     qbers = tuple(args.qber) if args.qber else qbers
     blocks = tuple(int(b) for b in args.block) if args.block else blocks
     runs = 3
@@ -144,7 +156,7 @@ def main() -> None:
     reconcile_cascade(warm, warm ^ (rng.random(4096) < 0.02).astype(np.uint8), 0.02, rng)
     verify_keys(warm, warm, rng)
     for method in ("fft", "auto"):
-        privacy_amplification(warm, 1024, rng, method)  # type: ignore[arg-type]
+        privacy_amplification(warm, 1024, rng, method)
     Pipeline(rng=rng).process(simulate_block(link_for(0.01), 200_000, rng))
 
     print(f"Mb/s of sifted key (10^6 sifted bits per second), median of {runs} runs; "
@@ -159,9 +171,22 @@ def main() -> None:
             f"{'pipeline':>8} {'pipe/CPU':>8} {'goal':>4} | {'secret/sifted':>13}")
     print(head)
     print("-" * len(head))
+    cpu_rows = []
     for q in qbers:
         for n in blocks:
-            print(case(q, n, runs, rng), flush=True)
+            row, cpu_row = case(q, n, runs, rng)
+            print(row, flush=True)
+            cpu_rows.append(cpu_row)
+    print()
+    print("CPU time per stage, ms per 10^6 sifted bits (process time of all threads, median "
+          f"of {runs} runs; PA x2 = both ends, auth = every frame of the block, tagged and "
+          "checked); the pipeline's Mb/s per CPU-second = 1000 / its ms.")
+    head = (f"{'QBER':>5} {'sifted':>10} | {'sift':>6} {'estim':>6} {'cascade':>8} "
+            f"{'verify':>7} {'PA x2':>7} {'auth':>6} | {'pipeline':>9} {'Mb/CPU-s':>8}")
+    print(head)
+    print("-" * len(head))
+    for cpu_row in cpu_rows:
+        print(cpu_row)
 
 if __name__ == "__main__":
     main()
