@@ -133,6 +133,41 @@ def statistical_deviation(
     return np.asarray(np.sqrt((n + k) / (n * k) * (k + 1.0) / k * np.log(2.0 / eps)))
 
 
+def tomamichel_key_length(
+    key_bits: ArrayLike,
+    test_bits: ArrayLike,
+    qber_tolerance: ArrayLike,
+    leak_ec_bits: ArrayLike,
+    epsilon_sec: ArrayLike,
+    epsilon_cor: ArrayLike,
+) -> NDArray[np.float64]:
+    """Secret key length ℓ, bits, of Tomamichel, Lim, Gisin, Renner, Nat. Commun. 3, 634
+    (2012), Eq. (2) with preparation quality q = 1 (not rounded; negative means no key):
+
+    ℓ = n (1 − h(Q_tol + μ)) − leak_EC − log2(2/(ε_sec² ε_cor)), μ from
+    :func:`statistical_deviation`; h(Q_tol + μ) is taken as 1 once Q_tol + μ ≥ ½.
+    ``key_bits`` n and ``test_bits`` k are counts, ``qber_tolerance`` Q_tol a fraction,
+    ``leak_ec_bits`` the bits disclosed by error correction; all broadcast together.
+    Raises ParameterError for ε_sec or ε_cor outside (0, 1).
+    """
+    eps_cor = np.asarray(epsilon_cor, dtype=np.float64)
+    bad = ~((eps_cor > 0.0) & (eps_cor < 1.0))
+    if np.any(bad):
+        raise ParameterError(
+            "epsilon_cor", f"must be in (0, 1), got {float(eps_cor[bad].flat[0])!r}"
+        )
+    n = np.asarray(key_bits, dtype=np.float64)
+    mu = statistical_deviation(n, test_bits, epsilon_sec)
+    # h is not monotone past ½, and ½ already means that no key is left
+    phase = np.minimum(np.asarray(qber_tolerance, dtype=np.float64) + mu, 0.5)
+    eps_sec = np.asarray(epsilon_sec, dtype=np.float64)
+    return np.asarray(
+        n * (1.0 - binary_entropy(phase))
+        - np.asarray(leak_ec_bits, dtype=np.float64)
+        - np.log2(2.0 / (eps_sec**2 * eps_cor))
+    )
+
+
 def _key_length(
     qber: NDArray[np.float64],
     ratio: NDArray[np.float64],
@@ -141,17 +176,11 @@ def _key_length(
     eps_sec: float,
     eps_cor: float,
 ) -> NDArray[np.float64]:
-    """ℓ in bits per block of n key bits (not rounded; may be negative): Tomamichel et al.,
-    Eq. (2), ℓ = n(1 − h(Q_tol + μ)) − f n h(Q_tol) − log2(2/(ε_sec² ε_cor)), with Q_tol the
-    expected QBER and k = n s² test bits (s = ``ratio`` = p_z/p_x). Non-increasing in ``qber``.
-    """
-    mu = statistical_deviation(block, block * ratio**2, eps_sec)
-    phase = np.minimum(qber + mu, 0.5)  # h is not monotone past ½; ½ already means no key
-    return np.asarray(
-        block * (1.0 - binary_entropy(phase))
-        - f_ec * block * binary_entropy(qber)
-        - math.log2(2.0 / (eps_sec**2 * eps_cor))
-    )
+    """ℓ (bits per block of n key bits, not rounded) at Q_tol = the expected QBER, with
+    leak_EC = f n h(QBER) and k = n s² test bits (s = ``ratio`` = p_z/p_x).
+    Non-increasing in ``qber``."""
+    leak = f_ec * block * binary_entropy(qber)
+    return tomamichel_key_length(block, block * ratio**2, qber, leak, eps_sec, eps_cor)
 
 
 def _best_ratio(block: float, f_ec: float, eps_sec: float, eps_cor: float) -> NDArray[np.float64]:
