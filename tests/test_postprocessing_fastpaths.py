@@ -15,7 +15,11 @@ from hypothesis import strategies as st
 
 import qkdnet.postprocessing.sifting as sifting
 from qkdnet.postprocessing._gf2 import poly_hash
-from qkdnet.postprocessing.authentication import _message_blocks, _poly_hash_wide
+from qkdnet.postprocessing.authentication import (
+    _message_blocks,
+    _message_segments,
+    _poly_hash_wide,
+)
 from qkdnet.postprocessing.cascade import reconcile_cascade
 from qkdnet.quantum.records import DetectionRecords
 
@@ -250,8 +254,8 @@ def test_channel_tag_is_the_tag_of_header_plus_payload() -> None:
     channel = AuthenticatedChannel(PreSharedKeyPool(key), PreSharedKeyPool(key))
     # the channel gives Alice -> Bob the first half of the key (whole words)
     twin = WegmanCarterAuthenticator(PreSharedKeyPool(key[:2048]))
-    for seq in range(3):
-        payload = rng.integers(0, 256, 1000 + 37 * seq, dtype=np.uint8).tobytes()
+    for seq, size in enumerate((1000, 5003, 20_011)):  # copied, then hashed in place
+        payload = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
         frame = channel.send(Role.ALICE, payload)
         assert frame.tag == twin.tag(struct.pack("<BQ", 0, seq) + payload)
         assert channel.receive(frame) == payload
@@ -311,3 +315,26 @@ def test_sifting_table_compression_equals_the_default_path(tmp_path: object) -> 
     fast, soft = out.stdout.split()
     assert fast == "False"
     assert soft == here
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    head=st.integers(0, 20),
+    body=st.one_of(st.integers(0, 100), st.integers(4090, 4200), st.integers(20_000, 30_000)),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_in_place_segments_hash_like_the_copied_message(head: int, body: int, seed: int) -> None:
+    """Long payloads are hashed in place (an unaligned word view of the bytes between a
+    copied head and tail): the segments are the copied word buffer, cut in pieces, and
+    the chained hash over them equals Horner's rule over the whole buffer."""
+    rng = np.random.default_rng(seed)
+    parts = (rng.integers(0, 256, head, dtype=np.uint8).tobytes(),
+             rng.integers(0, 256, body, dtype=np.uint8).tobytes())
+    whole = _message_blocks(*parts)
+    segments = _message_segments(*parts)
+    assert np.array_equal(np.concatenate(segments), whole)
+    key = np.uint64(int(rng.integers(0, 2**63)) * 2 + 1)
+    h = np.uint64(0)
+    for seg in segments:
+        h = np.uint64(_poly_hash_wide(seg, key, h))
+    assert h == poly_hash(whole, key)

@@ -173,18 +173,47 @@ def _message_blocks(*parts: bytes) -> np.ndarray:
     return blocks
 
 
+#: Payloads from this many bytes on are hashed in place (see _message_segments).
+IN_PLACE_FROM_BYTES = 4096
+
+
+def _message_segments(*parts: bytes) -> list[np.ndarray]:
+    # The words of _message_blocks(*parts), as consecutive segments whose concatenation is
+    # that buffer: a small copied head (the header and the few payload bytes that reach
+    # the first word boundary), the rest of a long payload read in place as (unaligned)
+    # little-endian words, and a copied tail with the length block. Saves copying the
+    # megabytes of detection announcements at both ends.
+    last = parts[-1] if parts else b""
+    if len(last) < IN_PLACE_FROM_BYTES or sys.byteorder != "little":
+        return [_message_blocks(*parts)]
+    n = sum(len(part) for part in parts)
+    head_len = n - len(last)
+    fill = -head_len % 8  # payload bytes completing the head's last word
+    body = (len(last) - fill) // 8
+    start = fill + 8 * body
+    head = _message_blocks(*parts[:-1], last[:fill])[:-1]  # without its length block
+    in_place = np.frombuffer(last, dtype="<u8", count=body, offset=fill)
+    tail = _message_blocks(last[start:])
+    tail[-1] = np.uint64(8 * n)
+    return [head, in_place, tail]
+
+
 #: Words hashed per modular reduction by :func:`_poly_hash_wide`.
 HASH_STEP_WORDS = 32
 
 
 @njit(cache=True, nogil=True)
-def _poly_hash_wide(words: np.ndarray, key: np.uint64) -> np.uint64:
+def _poly_hash_wide(
+    words: np.ndarray, key: np.uint64, start: np.uint64 | int = 0
+) -> np.uint64:
     """The same value as :func:`qkdnet.postprocessing._gf2.poly_hash` (Horner's rule over
     GF(2^64), Carter & Wegman 1979), 32 words per step: ``h' = (h + w0) k^32 + w1 k^31 +
     ... + w31 k``, with the 32 carry-less products summed unreduced and reduced once
     (reduction is linear). Horner's one-word step is a chain of multiply-reduce
     latencies; here the chain is paid once per 32 independent products: 32x fewer
-    reductions than Horner and 2x faster than 8 words per step at megabyte messages."""
+    reductions than Horner and 2x faster than 8 words per step at megabyte messages.
+    ``start`` (the value returned for the words before these) continues a hash over
+    consecutive segments."""
     W = HASH_STEP_WORDS
     pw = np.empty(W + 1, dtype=np.uint64)  # pw[e] = k^e
     pw[0] = np.uint64(1)
@@ -192,7 +221,7 @@ def _poly_hash_wide(words: np.ndarray, key: np.uint64) -> np.uint64:
     for e in range(2, W + 1):
         pw[e] = gf64_mul(pw[e - 1], pw[1])
     n = words.shape[0]
-    h = np.uint64(0)
+    h = np.uint64(start)
     i = 0
     while i + W <= n:
         lo, hi = clmul(h ^ words[i], pw[W])
@@ -246,12 +275,14 @@ class WegmanCarterAuthenticator:
     def _compute(self, *parts: bytes) -> bytes:
         # the tag of the concatenation of ``parts``
         keys, pad = self._next_keys()
-        blocks = _message_blocks(*parts)
-        tag = np.array(
-            [_poly_hash_wide(blocks, np.uint64(keys[2 * i])) ^ keys[2 * i + 1] ^ pad[i]
-             for i in range(self._lanes)],
-            dtype="<u8",
-        )
+        segments = _message_segments(*parts)
+        lanes = []
+        for i in range(self._lanes):
+            h = np.uint64(0)
+            for seg in segments:
+                h = np.uint64(_poly_hash_wide(seg, np.uint64(keys[2 * i]), h))
+            lanes.append(h ^ keys[2 * i + 1] ^ pad[i])
+        tag = np.array(lanes, dtype="<u8")
         self.messages += 1
         self.epsilon += message_epsilon(sum(len(part) for part in parts), self.tag_bits)
         return tag.tobytes()
