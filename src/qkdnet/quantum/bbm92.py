@@ -185,11 +185,14 @@ def _key_length(
 
 def _best_ratio(block: float, f_ec: float, eps_sec: float, eps_cor: float) -> NDArray[np.float64]:
     """Best test ratio s = p_z/p_x for each QBER of :data:`_QBER_GRID`: the argmax over a
-    geometric grid of p_x² ℓ (both sides choose the key basis with p_x = 1/(1 + s))."""
+    geometric grid of p_x² ⌊ℓ⌋⁺ (both sides choose the key basis with p_x = 1/(1 + s)).
+    The same rounded objective as the rate, so that the rate is exactly the grid maximum at
+    the grid QBERs (what keeps it non-increasing in the QBER)."""
     low = max(1.0 / math.sqrt(block), 1e-9)
     ratios = np.geomspace(low, max(_RATIO_MAX, low), _RATIO_GRID_POINTS)
     ell = _key_length(_QBER_GRID[:, None], ratios, block, f_ec, eps_sec, eps_cor)
-    return np.asarray(ratios[np.argmax(ell / (1.0 + ratios) ** 2, axis=1)])
+    objective = np.maximum(np.floor(ell), 0.0) / (1.0 + ratios) ** 2
+    return np.asarray(ratios[np.argmax(objective, axis=1)])
 
 
 def bbm92_finite_rate(
