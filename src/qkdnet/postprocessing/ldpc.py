@@ -243,6 +243,47 @@ def ldpc_plan(n: int, qber: float, frame_bits: int = DEFAULT_FRAME_BITS) -> Ldpc
     return LdpcPlan(length, n_checks, sizes, punctured, reveal)
 
 
+_FLIP_MAX_UNSATISFIED = 4  # try the flip search only when this few checks are left
+_FLIP_MAX_TRIES = 96
+_FLIP_ITER = 30
+
+
+def _flip_search(
+    ptr: np.ndarray, var: np.ndarray, llr: np.ndarray, synd: np.ndarray, c2v: np.ndarray,
+    x: np.ndarray,
+) -> bool:
+    """Last resort for a frame stuck with a few unsatisfied checks (a trapping set).
+
+    Seen at 3 % and 5 % on 65536-bit codes (about 1 frame in 300): with every punctured
+    symbol revealed the decoder ends with one unsatisfied check and does not decode from
+    scratch either; one of that check's variables has the wrong hard decision and holds
+    it. Bob pins each variable of the unsatisfied checks in turn to the opposite of its
+    current decision and resumes from the final messages for a few iterations, the
+    bit-pinning idea of trapping-set post-processing (Han & Ryan, "Low-floor decoders for
+    LDPC codes", IEEE Trans. Commun. 57, 2009). Local work only: nothing is sent, so the
+    leak is unchanged; a wrong solution of the syndrome would be caught by verification
+    like any decoding error. On success ``x`` holds the solution and True is returned.
+    """
+    unsat = np.flatnonzero(syndrome(ptr, var, x) ^ synd)
+    if unsat.size == 0 or unsat.size > _FLIP_MAX_UNSATISFIED:
+        return False
+    final = c2v.copy()
+    candidates = np.unique(np.concatenate([var[ptr[c] : ptr[c + 1]] for c in unsat]))
+    current = x.copy()
+    trial = np.empty_like(x)
+    for v in candidates[:_FLIP_MAX_TRIES].tolist():
+        pinned = llr.copy()
+        pinned[v] = _PINNED_LLR * np.float32(1 - 2 * (1 - int(current[v])))
+        msgs = final.copy()
+        ok, _ = decode_layered(
+            ptr, var, pinned, synd, _FLIP_ITER, PHI_TABLE, msgs, _STALL, trial
+        )
+        if ok:
+            x[:] = trial
+            return True
+    return False
+
+
 def _pack(bits: np.ndarray) -> bytes:
     return np.packbits(bits, bitorder="little").tobytes()
 
@@ -344,6 +385,8 @@ def reconcile_ldpc(
         ok, _ = decode_layered(
             ptr, var, llrs[i], syndromes[i], _MAX_ITER, PHI_TABLE, c2v[i], stall, xs[i]
         )
+        if not ok and remaining == 0:
+            ok = _flip_search(ptr, var, llrs[i], syndromes[i], c2v[i], xs[i])
         if ok:
             k = plan.frame_key_bits[i]
             corrected[starts[i] : starts[i] + k] = xs[i][:k]
