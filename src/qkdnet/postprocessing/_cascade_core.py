@@ -252,10 +252,10 @@ def _affine_block_parities(
 
 
 @njit(cache=True, nogil=True)
-def _shuffle_into(perm: np.ndarray, inv: np.ndarray, seed: int, n: int) -> None:
-    # Fisher–Yates of 0..n-1 into perm (a row of a preallocated table), inverse into inv:
-    # writing in place spares the 4 MB of temporaries per pass (and their page faults)
-    # that a fresh arange/astype/copy costs at 5e5 bits.
+def _fisher_yates(perm: np.ndarray, seed: int, n: int) -> None:
+    # Fisher–Yates of 0..n-1 into perm (a row of a preallocated table): writing in place
+    # spares the 4 MB of temporaries per pass (and their page faults) that a fresh
+    # arange/astype/copy costs at 5e5 bits.
     for t in range(n):
         perm[t] = t
     state = np.uint64(seed)
@@ -270,8 +270,34 @@ def _shuffle_into(perm: np.ndarray, inv: np.ndarray, seed: int, n: int) -> None:
         tmp = perm[i]
         perm[i] = perm[j]
         perm[j] = tmp
+
+
+@njit(cache=True, nogil=True)
+def _shuffle_into(perm: np.ndarray, inv: np.ndarray, seed: int, n: int) -> None:
+    # the permutation of ``seed`` into perm, its inverse into inv
+    _fisher_yates(perm, seed, n)
     for t in range(n):
         inv[np.uint64(perm[t])] = t
+
+
+@njit(cache=True, nogil=True)
+def _invert_and_fill(
+    perm: np.ndarray, inv: np.ndarray, n: int, abits: np.ndarray, p: int, packed: np.ndarray
+) -> None:
+    # the inverse of perm and Alice's key in pass-p order (what _fill_bits writes for an
+    # explicit pass) in one sequential read of perm instead of two
+    word = np.uint64(0)
+    u3 = np.uint64(3)
+    u7 = np.uint64(7)
+    one = np.uint64(1)
+    for t in range(n):
+        j = np.uint64(perm[t])
+        inv[j] = t
+        word |= ((np.uint64(packed[j >> u3]) >> (j & u7)) & one) << np.uint64(t & 63)
+        if (t & 63) == 63:
+            abits[p, t >> 6] = word
+            word = np.uint64(0)
+    abits[p, n >> 6] = word
 
 
 @njit(cache=True, nogil=True)
@@ -324,8 +350,6 @@ def reconcile_frame(
     k = min(nexp, offs.shape[0])
     ptab = wperm[: k * n].reshape((k, n))
     itab = wperm[k * n : 2 * k * n].reshape((k, n))
-    for p in range(k):
-        _shuffle_into(ptab[p], itab[p], offs[p], n)
     words = (n >> 6) + 1
     known = wknown[: npass * n].reshape((npass, n))
     abits = wbits[: npass * words].reshape((npass, words))
@@ -351,9 +375,19 @@ def reconcile_frame(
         if a[i] != b[i]:
             errs[w] = i
             w += 1
+    # The explicit passes' tables; for those with small blocks (whose Alice bits are
+    # needed as soon as the pass starts) the inverse and those bits in one go.
+    prefilled = np.zeros(npass, dtype=np.uint8)
+    for p in range(k):
+        if ks[p] <= SMALL_BLOCK:
+            _fisher_yates(ptab[p], offs[p], n)
+            _invert_and_fill(ptab[p], itab[p], n, abits, p, packed)
+            prefilled[p] = 1
+        else:
+            _shuffle_into(ptab[p], itab[p], offs[p], n)
     return cascade_kernel(
         a, b, packed, ptab, itab, errs, ks, mults, offs, invs, reuse, infer_last,
-        known, abits, ebits,
+        known, abits, ebits, prefilled,
     )
 
 
@@ -374,8 +408,12 @@ def cascade_kernel(
     known: np.ndarray,
     abits: np.ndarray,
     ebits: np.ndarray,
+    prefilled: np.ndarray,
 ) -> tuple[np.ndarray, int, np.ndarray, int, int]:
     """Run Cascade in place on ``b``; return (b, leaked bits, transcript, length, messages).
+
+    ``prefilled[p]`` (uint8) says that row ``p`` of ``abits`` already holds Alice's key in
+    pass-``p`` order (written with the shuffle tables), so the pass does not refill it.
 
     ``known`` (uint8, ``(passes, n)``), ``abits`` and ``ebits`` (uint64,
     ``(passes, n/64 + 1)``) are scratch space; each row is cleared or filled before use.
@@ -437,7 +475,8 @@ def cascade_kernel(
             bits = np.empty(nb, dtype=np.uint8)
         if k <= SMALL_BLOCK:
             # many small blocks, searched often: keep the whole pass
-            _fill_bits(abits, p, packed, n, ptab, mult, off)
+            if not prefilled[p]:
+                _fill_bits(abits, p, packed, n, ptab, mult, off)
             have[p] = 1
             ebits[p, :] = 0
             known[p, :] = 0
