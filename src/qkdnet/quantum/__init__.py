@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from qkdnet.errors import ParameterError
-from qkdnet.quantum import cvqkd, twinfield
+from qkdnet.quantum import bbm92, cvqkd, twinfield
 from qkdnet.quantum._common import channel_transmittance, distances
 from qkdnet.quantum.bb84 import (
     decoy_rate,
@@ -33,7 +33,7 @@ from qkdnet.quantum.bb84 import (
     no_decoy_rate,
     one_decoy_rate,
 )
-from qkdnet.quantum.bbm92 import bbm92_rate
+from qkdnet.quantum.bbm92 import bbm92_finite_rate, bbm92_rate
 from qkdnet.quantum.bounds import plob_bound, tgw_bound
 from qkdnet.quantum.cvqkd import cv_qkd_finite_rate, cv_qkd_rate
 from qkdnet.quantum.link import LinkSpec
@@ -105,6 +105,7 @@ def secret_key_rate_bps(protocol: str, link: LinkSpec, *, optimise: bool = False
 FINITE_KEY_BLOCKS: dict[str, str] = {
     "bb84-decoy": "sifted key-basis detections n_X (Lim et al. 2014)",
     "bb84-one-decoy": "sifted key-basis detections n_X (Rusca et al. 2018)",
+    "bbm92": f"{bbm92.FINITE_BLOCK_MEANING} (Tomamichel, Lim, Gisin, Renner 2012)",
     "cv-qkd": f"{cvqkd.FINITE_BLOCK_MEANING} (Leverrier, Grosshans, Grangier 2010)",
     "twin-field": f"{twinfield.FINITE_BLOCK_MEANING} (Jiang, Yu, Hu, Wang 2019)",
 }
@@ -126,8 +127,10 @@ def finite_key_rate_curve(
     ``block_size`` counts what :data:`FINITE_KEY_BLOCKS` says for the protocol. Decoy BB84:
     Lim et al., PRA 89, 022307 (2014), two decoys; one decoy after Rusca et al., APL 112,
     171104 (2018); security settings of Lim et al. (ε_cor = 1e-15, ε_sec = 1e-15 per key
-    bit). CV-QKD: :func:`cvqkd.cv_qkd_finite_rate` (Leverrier et al., PRA 81, 062343, 2010),
-    bits per symbol. Twin-field: :func:`twinfield.twin_field_finite_rate` (Jiang et al.,
+    bit). BBM92: :func:`bbm92.bbm92_finite_rate` (Tomamichel et al., Nat. Commun. 3, 634,
+    2012, with biased basis choice; bits per source pulse). CV-QKD:
+    :func:`cvqkd.cv_qkd_finite_rate` (Leverrier et al., PRA 81, 062343, 2010), bits per
+    symbol. Twin-field: :func:`twinfield.twin_field_finite_rate` (Jiang et al.,
     PR Applied 12, 024061, 2019), bits per pulse pair. Default ε's of each paper. With
     ``optimise`` the protocol's free settings are chosen per distance. Raises
     ParameterError for a protocol without a finite-key rate, a block below 1 or a negative
@@ -141,6 +144,8 @@ def finite_key_rate_curve(
             f"{', '.join(FINITE_KEY_PROTOCOLS)}",
         )
     d = distances(distance_km)
+    if protocol == "bbm92":
+        return bbm92_finite_rate(link, d, block_size, optimise=optimise)
     if protocol == "cv-qkd":
         return cv_qkd_finite_rate(link, d, block_size, optimise=optimise)
     if protocol == "twin-field":
