@@ -19,7 +19,8 @@ failure):
 3. For every frame that failed, Alice reveals the values of the next ``r = ceil(0.025 h k)``
    punctured symbols (they become shortened for Bob), Bob resumes decoding from his previous
    messages (warm start) and answers again; this repeats until all ``p`` are revealed. A
-   frame that still fails raises :class:`LdpcDecodingFailed` with the leak so far.
+   frame stuck then on a few unsatisfied checks gets a local flip search (``_flip_search``,
+   nothing sent); one that still fails raises :class:`LdpcDecodingFailed` with the leak.
 
 Leak (Elkouss et al. 2010, Sec. III; Martinez-Mateo et al. 2012, eq. 5): per frame
 ``leaked = M - p + (revealed punctured bits)``. Why ``M - p`` is exact, not hopeful: the
