@@ -48,7 +48,7 @@ def cv_links(draw: st.DrawFn) -> LinkSpec:
         excess_noise_snu=draw(st.floats(0.0, 0.05)),
         reconciliation_efficiency=draw(st.floats(0.85, 1.0)),
         electronic_noise_snu=draw(st.floats(0.0, 0.1)),
-        homodyne_efficiency=draw(st.floats(0.4, 1.0)),
+        homodyne_efficiency=draw(st.floats(0.05, 1.0)),
     )
 
 
