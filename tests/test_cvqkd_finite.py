@@ -5,9 +5,11 @@ distribution", Phys. Rev. A 81, 062343 (2010), arXiv:1005.0339: K = (n/N)[β I_A
 S_{ε_PE}(B:E) − Δ(n)] with the channel taken at the pessimistic end of the confidence
 intervals of its maximum-likelihood estimators.
 
-Independent truths used here: the paper's printed confidence coefficient z_{ε_PE/2} ≈ 6.5 at
-ε_PE = 1e-10 (Sec. III), the erfc definition of that coefficient, and a Monte-Carlo run of
-the estimators themselves (their spread must be the interval half-widths the rate uses).
+Independent truths used here: the paper's confidence coefficient z_{ε_PE/2} ≈ 6.5 at
+ε_PE = 1e-10 (quoted without its text at hand: only its first page was reachable here; later
+papers use the same 6.5 at 1e-10), the erfc definition of that coefficient, and a Monte-Carlo
+run of the estimators themselves (their spread must be the interval half-widths the rate
+uses).
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ def cv_links(draw: st.DrawFn) -> LinkSpec:
 
 
 def test_confidence_coefficient_is_the_papers_six_and_a_half_sigma() -> None:
-    # Leverrier et al. (2010), Sec. III: z_{ε_PE/2} ≈ 6.5 for ε_PE = 1e-10.
+    # Leverrier et al. (2010), parameter estimation: z_{ε_PE/2} ≈ 6.5 for ε_PE = 1e-10.
     z = estimation_confidence(1e-10)
     assert z == pytest.approx(6.5, rel=0.02)
     # Second method: the definition (1 − erf(z/√2))/2 = ε_PE/2, i.e. erfc(z/√2) = ε_PE.

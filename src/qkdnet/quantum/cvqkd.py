@@ -193,7 +193,8 @@ def estimation_confidence(epsilon_pe: float) -> float:
     """z_{ε_PE/2}: the number of standard deviations of a two-sided Gaussian interval that
     fails with probability ε_PE, i.e. (1 − erf(z/√2))/2 = ε_PE/2 (dimensionless).
 
-    Leverrier, Grosshans and Grangier, PRA 81, 062343 (2010), Sec. III (≈ 6.5 at ε_PE = 1e-10).
+    Leverrier, Grosshans and Grangier, PRA 81, 062343 (2010), parameter estimation (≈ 6.5 at
+    ε_PE = 1e-10).
     Raises ParameterError naming ``epsilon_pe`` outside (0, 1).
     """
     _check_epsilon("epsilon_pe", epsilon_pe)
@@ -210,7 +211,7 @@ def _estimation_interval(
     epsilon_pe: float,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
     """t̂ = √(ηT), the half-width z √(σ̂²/(m V_A)) of its interval, and σ²_max − 1 − v_el (the
-    largest channel noise at Bob's detector, SNU), Leverrier et al. (2010) Sec. III."""
+    largest channel noise at Bob's detector, SNU): Leverrier et al. (2010)."""
     z = estimation_confidence(epsilon_pe)
     t = np.asarray(transmittance, dtype=np.float64)
     va = np.asarray(modulation_variance_snu, dtype=np.float64)
@@ -241,7 +242,7 @@ def worst_case_channel(
     expected values and moved to the pessimistic end of their confidence intervals:
     t_min = t̂ − z_{ε_PE/2} √(σ̂²/(m V_A)), σ²_max = σ̂² + z_{ε_PE/2} σ̂² √2/√m, then
     T_min = t_min²/η and ξ_max = (σ²_max − 1 − v_el)/(η T_min). Leverrier, Grosshans and
-    Grangier, PRA 81, 062343 (2010), Sec. III. Where t_min ≤ 0 the data cannot exclude a
+    Grangier, PRA 81, 062343 (2010), parameter estimation. Where t_min ≤ 0 the data cannot exclude a
     broken channel: T_min = 0 and ξ_max = inf are returned.
     """
     t_hat, half_width, noise_out = _estimation_interval(
@@ -262,7 +263,7 @@ def finite_size_offset(
     """Δ(n), bits per key symbol: the smooth-min-entropy and privacy-amplification cost.
 
     Δ(n) = (2 dim H_X + 3) √(log2(2/ε̄)/n) + (2/n) log2(1/ε_PA) with dim H_X = 2, i.e.
-    ≈ 7 √(log2(2/ε̄)/n): Leverrier, Grosshans and Grangier, PRA 81, 062343 (2010), Sec. II
+    ≈ 7 √(log2(2/ε̄)/n): Leverrier, Grosshans and Grangier, PRA 81, 062343 (2010)
     (after Scarani and Renner, PRL 100, 200501, 2008). ``key_symbols`` is n = N − m.
     """
     _check_epsilon("epsilon_smooth", epsilon_smooth)
@@ -290,8 +291,8 @@ def worst_case_holevo(
     cannot be excluded (no key can be certified).
 
     ``worst_case="corner"`` is the paper's evaluation: χ_BE at (T_min, ξ_max) of
-    :func:`worst_case_channel` (Leverrier, Grosshans and Grangier, PRA 81, 062343, 2010,
-    Sec. III). That corner is not always the maximum the paper's definition asks for: at fixed
+    :func:`worst_case_channel` (Leverrier, Grosshans and Grangier, PRA 81, 062343, 2010).
+    That corner is not always the maximum the paper's definition asks for: at fixed
     noise σ²_max, χ_BE often grows with t (beyond ~20 km on typical links), and for wide
     intervals (few disclosed symbols, low η) the corner can fall below χ_BE of the true
     channel. ``"interval"`` (default) therefore maximises χ_BE over t ∈ [t_min, t_max] at
@@ -453,7 +454,8 @@ def cv_qkd_finite_rate(
     :func:`worst_case_channel`, the default ``"interval"`` also scans the transmittance
     interval, which the corner does not always bound); Δ(n) is :func:`finite_size_offset`.
     ε_PE (estimation), ε̄ = ``epsilon_smooth`` (smoothing) and ε_PA (privacy amplification)
-    default to the paper's 1e-10 each; the total is ε = 2ε̄ + ε_PE + ε_EC + ε_PA.
+    default to the paper's 1e-10 each (ε_EC, the error-correction failure, does not enter
+    the rate).
 
     With ``optimise`` V_A is chosen per distance on the grid of :func:`cv_qkd_rate`
     (0.5–100 SNU) and m/N on a grid 1e-4–0.9 (``estimation_fraction`` is then ignored);
