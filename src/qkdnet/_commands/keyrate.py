@@ -206,7 +206,7 @@ def compute_curves(
         for p in protocols:
             if block is not None and p in FINITE_KEY_PROTOCOLS:
                 rate = finite_key_rate_curve(p, link, distance_km, block, optimise=optimise)
-                curves.append(Curve(f"{p} (n={block:.0e})", p, rate, block))
+                curves.append(Curve(f"{p} (block {block:.0e})", p, rate, block))
             else:
                 rate = secret_key_rate_curve(p, link, distance_km, optimise=optimise)
                 curves.append(Curve(p, p, rate))
@@ -324,7 +324,7 @@ def keyrate(
     if block is not None:
         for p in dict.fromkeys(protocols):
             if p in FINITE_KEY_BLOCKS:
-                console.print(f"{p}: block n = {block:.3g} {FINITE_KEY_BLOCKS[p]}")
+                console.print(f"{p}: block {block:.3g} = {FINITE_KEY_BLOCKS[p]}")
             else:
                 console.print(f"note: {p} has no finite-key rate here; its curve is asymptotic")
     try:

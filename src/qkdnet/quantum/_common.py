@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
@@ -52,3 +54,22 @@ def gain_and_qber(
 def intensity_grid(low: float = 0.01, high: float = 1.0, points: int = 100) -> NDArray[np.float64]:
     """Column vector of candidate intensities for grid optimisation (broadcasts over distance)."""
     return np.linspace(low, high, points)[:, None]
+
+
+def check_open_probability(name: str, value: float) -> float:
+    """``value`` as a float if it lies in (0, 1) (an ε of a security proof, a probability that
+    may be neither 0 nor 1); otherwise ParameterError naming ``name``."""
+    if not (0.0 < value < 1.0):
+        raise ParameterError(name, f"must be a probability in (0, 1), got {value!r}")
+    return float(value)
+
+
+def check_block_size(block_size: float, counts: str) -> float:
+    """A finite-key block size as a float: finite and >= 1 (``counts`` names what it counts,
+    for the message); otherwise ParameterError on ``block_size``."""
+    n = float(block_size)
+    if not (math.isfinite(n) and n >= 1.0):
+        raise ParameterError(
+            "block_size", f"must be a finite number of {counts} >= 1, got {block_size!r}"
+        )
+    return n

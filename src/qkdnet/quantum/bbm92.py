@@ -20,7 +20,13 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from qkdnet.errors import ParameterError
-from qkdnet.quantum._common import binary_entropy, channel_transmittance, distances
+from qkdnet.quantum._common import (
+    binary_entropy,
+    channel_transmittance,
+    check_block_size,
+    check_open_probability,
+    distances,
+)
 from qkdnet.quantum.detectors import background_yield
 from qkdnet.quantum.link import LinkSpec
 
@@ -106,11 +112,6 @@ _RATIO_GRID_POINTS = 400
 _RATIO_MAX = 10.0
 #: QBER grid on which the best test ratio is tabulated before it is applied per distance.
 _QBER_GRID = np.linspace(0.0, 0.5, 2049)
-
-
-def _check_open_probability(name: str, value: float) -> None:
-    if not (0.0 < value < 1.0):
-        raise ParameterError(name, f"must be in (0, 1), got {value!r}")
 
 
 def statistical_deviation(
@@ -230,16 +231,11 @@ def bbm92_finite_rate(
     key_basis_probability outside (0, 1).
     """
     d = distances(distance_km)
-    block = float(block_size)
-    if not (math.isfinite(block) and block >= 1.0):
-        raise ParameterError(
-            "block_size",
-            f"must be a finite number of key-basis coincidences >= 1, got {block_size!r}",
-        )
-    _check_open_probability("epsilon_sec", epsilon_sec)
-    _check_open_probability("epsilon_cor", epsilon_cor)
+    block = check_block_size(block_size, "key-basis coincidences")
+    check_open_probability("epsilon_sec", epsilon_sec)
+    check_open_probability("epsilon_cor", epsilon_cor)
     if key_basis_probability is not None:
-        _check_open_probability("key_basis_probability", key_basis_probability)
+        check_open_probability("key_basis_probability", key_basis_probability)
     f_ec = link.error_correction_efficiency
     gain, qber = _coincidences(link, d, optimise)
     if optimise:

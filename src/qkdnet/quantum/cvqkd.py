@@ -19,7 +19,12 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.special import ndtri
 
 from qkdnet.errors import ParameterError
-from qkdnet.quantum._common import channel_transmittance, distances
+from qkdnet.quantum._common import (
+    channel_transmittance,
+    check_block_size,
+    check_open_probability,
+    distances,
+)
 from qkdnet.quantum.link import LinkSpec
 
 #: Smallest channel transmittance (100 dB) at which the rate is evaluated.
@@ -170,22 +175,10 @@ _SMOOTHING_PREFACTOR = 7.0
 _ESTIMATION_FRACTION_GRID = np.geomspace(1e-4, 0.9, 25)
 
 
-def _check_epsilon(name: str, value: float) -> None:
-    if not (0.0 < value < 1.0):
-        raise ParameterError(name, f"must be a probability in (0, 1), got {value!r}")
-
-
 def _check_worst_case(worst_case: str) -> None:
     if worst_case not in WORST_CASE_MODES:
         raise ParameterError(
             "worst_case", f"must be one of {', '.join(WORST_CASE_MODES)}, got {worst_case!r}"
-        )
-
-
-def _check_block(block_size: float) -> None:
-    if not (math.isfinite(block_size) and block_size >= 1.0):
-        raise ParameterError(
-            "block_size", f"must be a finite number of symbols >= 1, got {block_size!r}"
         )
 
 
@@ -197,7 +190,7 @@ def estimation_confidence(epsilon_pe: float) -> float:
     ε_PE = 1e-10).
     Raises ParameterError naming ``epsilon_pe`` outside (0, 1).
     """
-    _check_epsilon("epsilon_pe", epsilon_pe)
+    check_open_probability("epsilon_pe", epsilon_pe)
     return float(-ndtri(epsilon_pe / 2.0))
 
 
@@ -266,8 +259,8 @@ def finite_size_offset(
     ≈ 7 √(log2(2/ε̄)/n): Leverrier, Grosshans and Grangier, PRA 81, 062343 (2010)
     (after Scarani and Renner, PRL 100, 200501, 2008). ``key_symbols`` is n = N − m.
     """
-    _check_epsilon("epsilon_smooth", epsilon_smooth)
-    _check_epsilon("epsilon_pa", epsilon_pa)
+    check_open_probability("epsilon_smooth", epsilon_smooth)
+    check_open_probability("epsilon_pa", epsilon_pa)
     n = np.asarray(key_symbols, dtype=np.float64)
     return np.asarray(
         _SMOOTHING_PREFACTOR * np.sqrt(math.log2(2.0 / epsilon_smooth) / n)
@@ -463,15 +456,15 @@ def cv_qkd_finite_rate(
     Raises ParameterError naming the field for block_size < 1 or not finite, an ε or
     ``estimation_fraction`` outside (0, 1), an unknown ``worst_case``, or a negative distance.
     """
-    _check_block(block_size)
+    check_block_size(block_size, "symbols")
     _check_worst_case(worst_case)
     if not (0.0 < estimation_fraction < 1.0):
         raise ParameterError(
             "estimation_fraction", f"must be in (0, 1), got {estimation_fraction!r}"
         )
-    _check_epsilon("epsilon_pe", epsilon_pe)
-    _check_epsilon("epsilon_smooth", epsilon_smooth)
-    _check_epsilon("epsilon_pa", epsilon_pa)
+    check_open_probability("epsilon_pe", epsilon_pe)
+    check_open_probability("epsilon_smooth", epsilon_smooth)
+    check_open_probability("epsilon_pa", epsilon_pa)
     d = distances(distance_km)
     t = channel_transmittance(link, d)
     if link.homodyne_efficiency == 0.0:

@@ -27,7 +27,13 @@ from scipy.special import i0e
 from scipy.stats import qmc
 
 from qkdnet.errors import ParameterError
-from qkdnet.quantum._common import binary_entropy, channel_transmittance, distances
+from qkdnet.quantum._common import (
+    binary_entropy,
+    channel_transmittance,
+    check_block_size,
+    check_open_probability,
+    distances,
+)
 from qkdnet.quantum.link import LinkSpec
 
 
@@ -434,12 +440,6 @@ def _optimised_rate(
     )
 
 
-def _check_open_probability(name: str, value: float) -> float:
-    if not (0.0 < value < 1.0):
-        raise ParameterError(name, f"must be a probability in (0, 1), got {value!r}")
-    return float(value)
-
-
 def twin_field_finite_rate(
     link: LinkSpec,
     distance_km: ArrayLike,
@@ -480,16 +480,12 @@ def twin_field_finite_rate(
     outside (0, 1), a negative distance, or settings outside their ranges.
     """
     d = distances(distance_km)
-    n = float(block_size)
-    if not (n >= 1.0) or math.isinf(n):
-        raise ParameterError(
-            "block_size", f"must be a finite number of pulse pairs >= 1, got {block_size!r}"
-        )
+    n = check_block_size(block_size, "pulse pairs")
     epsilons = (
-        _check_open_probability("epsilon_correctness", epsilon_correctness),
-        _check_open_probability("epsilon_privacy_amplification", epsilon_privacy_amplification),
-        _check_open_probability("epsilon_smoothing", epsilon_smoothing),
-        _check_open_probability("failure_probability", failure_probability),
+        check_open_probability("epsilon_correctness", epsilon_correctness),
+        check_open_probability("epsilon_privacy_amplification", epsilon_privacy_amplification),
+        check_open_probability("epsilon_smoothing", epsilon_smoothing),
+        check_open_probability("failure_probability", failure_probability),
     )
     eta_half = _half_link_transmittance(link, d)
     if optimise:
@@ -523,7 +519,7 @@ def twin_field_finite_rate(
             "epsilon": np.array(float(link.sending_probability)),
             "mu1": np.array(mu1),
             "mu2": np.array(mu2),
-            "p_z": np.array(_check_open_probability("z_window_probability", z_window_probability)),
+            "p_z": np.array(check_open_probability("z_window_probability", z_window_probability)),
             "p0": np.array(p0),
             "p1": np.array(p1),
             "p2": np.array(p2),
