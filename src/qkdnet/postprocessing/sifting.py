@@ -160,6 +160,9 @@ def _sift_kernel(
     n_classes: int,
     pack_classes: bool,
     prev0: int,
+    keys: np.ndarray,
+    bob: np.ndarray,
+    alice: np.ndarray,
 ) -> tuple[
     np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
     np.ndarray, np.ndarray, int,
@@ -176,22 +179,19 @@ def _sift_kernel(
     key_counts = np.zeros(n_classes, dtype=np.int64)
     test_counts = np.zeros(n_classes, dtype=np.int64)
     test_errors = np.zeros(n_classes, dtype=np.int64)
-    # Buffers sized for the worst case (untouched pages cost nothing), plus the seven
-    # bytes an eight-byte store may write past the last row kept; the caller gets views.
-    alice_key = np.empty(n + 8, dtype=np.uint8)
-    bob_key = np.empty(n + 8, dtype=np.uint8)
-    alice_test = np.empty(n + 8, dtype=np.uint8)
-    bob_test = np.empty(n + 8, dtype=np.uint8)
+    # Output buffers, from the caller (see _buffers): ``keys`` rows are Alice's and Bob's
+    # key bits and test bits; the caller gets views.
+    alice_key = keys[0]
+    bob_key = keys[1]
+    alice_test = keys[2]
+    bob_test = keys[3]
     nb8 = (n + 7) >> 3
-    nc4 = (n + 3) >> 2 if pack_classes else 0
-    # Bob: gaps between detected pulse indices as LEB128 varints (7 bits a byte, high bit =
-    # "more": 1-2 bytes per detection instead of 8), then his bases packed MSB first.
-    # Two bytes per gap is the first guess; a longer message is redone exactly below.
+    # Bob (``bob``): gaps between detected pulse indices as LEB128 varints (7 bits a byte,
+    # high bit = "more": 1-2 bytes per detection instead of 8) in the first ``cap`` bytes,
+    # then his bases packed MSB first. Two bytes per gap is the first guess; a longer
+    # message is redone exactly below. Alice (``alice``): her bases packed MSB first, then
+    # the classes two bits each, first in the high bits (when there are at most four).
     cap = 2 * n + 16
-    bob = np.empty(cap + nb8, dtype=np.uint8)
-    # Alice: her bases packed MSB first, then the classes two bits each, first in the
-    # high bits (when there are at most four classes).
-    alice = np.empty(nb8 + nc4, dtype=np.uint8)
     n8 = n >> 3
     w_ab = a_basis[: 8 * n8].view(np.uint64)
     w_bb = b_basis[: 8 * n8].view(np.uint64)
@@ -399,6 +399,21 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL[0]
 
 
+def _buffers(n: int, pack_classes: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    # The kernel's outputs for n rows, sized for the worst case (untouched pages cost
+    # nothing) plus the seven bytes an eight-byte store may write past the last row kept.
+    # Allocated here rather than in the kernel: NumPy asks for transparent huge pages on
+    # large arrays, and at 10^7 sifted bits (4e7 rows, ~150 MB touched) the 4 KiB page
+    # faults of kernel-allocated buffers were ~40 % of the sifting time.
+    nb8 = (n + 7) >> 3
+    nc4 = (n + 3) >> 2 if pack_classes else 0
+    return (
+        np.empty((4, n + 8), dtype=np.uint8),
+        np.empty(2 * n + 16 + nb8, dtype=np.uint8),
+        np.empty(nb8 + nc4, dtype=np.uint8),
+    )
+
+
 def _words_ready(col: np.ndarray) -> np.ndarray:
     # The kernel reads the uint8 columns as 64-bit words: contiguous and 8-byte aligned
     # (a fresh NumPy array is; a view into someone else's buffer may not be).
@@ -434,7 +449,9 @@ def sift(records: DetectionRecords) -> SiftedBlock:
     def run(part: tuple[int, int, int]) -> tuple:
         lo, hi, prev0 = part
         idx, ab, bb, abit, bbit, cls = (c[lo:hi] for c in cols)
-        return _sift_kernel(idx, ab, bb, abit, bbit, cls, K, K <= 4, prev0)
+        return _sift_kernel(
+            idx, ab, bb, abit, bbit, cls, K, K <= 4, prev0, *_buffers(hi - lo, K <= 4)
+        )
 
     if len(parts) == 1:
         res = [run(parts[0])]
