@@ -338,3 +338,19 @@ def test_in_place_segments_hash_like_the_copied_message(head: int, body: int, se
     for seg in segments:
         h = np.uint64(_poly_hash_wide(seg, key, h))
     assert h == poly_hash(whole, key)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 10**9), frac=st.floats(0.0, 1.0), conf=st.sampled_from([0.9, 0.999]))
+def test_clopper_pearson_equals_scipy_beta_ppf_exactly(n: int, frac: float, conf: float) -> None:
+    """The interval calls the inverse incomplete beta function directly: the same floats
+    as scipy.stats.beta.ppf (so the abort decision and the reported bounds are unchanged)."""
+    from scipy.stats import beta
+
+    from qkdnet.postprocessing.estimation import clopper_pearson
+
+    k = min(n, int(frac * n))
+    lo, hi = clopper_pearson(k, n, conf)
+    alpha = 1.0 - conf
+    assert lo == (0.0 if k == 0 else float(beta.ppf(alpha / 2.0, k, n - k + 1)))
+    assert hi == (1.0 if k == n else float(beta.ppf(1.0 - alpha / 2.0, k + 1, n - k)))

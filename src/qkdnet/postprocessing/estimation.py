@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import beta
+from scipy.special import betaincinv
 
 from qkdnet.errors import ParameterError, ProtocolAbort, QberTooHigh, RecordsError
 from qkdnet.postprocessing.sifting import SiftedBlock
@@ -56,8 +56,10 @@ def clopper_pearson(errors: int, n: int, confidence: float = 0.999) -> tuple[flo
     if n <= 0:
         return 0.0, 1.0
     alpha = 1.0 - confidence
-    lo = 0.0 if errors == 0 else float(beta.ppf(alpha / 2.0, errors, n - errors + 1))
-    hi = 1.0 if errors == n else float(beta.ppf(1.0 - alpha / 2.0, errors + 1, n - errors))
+    # quantiles of Beta(a, b): the inverse regularized incomplete beta function, which is
+    # what scipy.stats.beta.ppf evaluates too, without its ~30 us of argument handling
+    lo = 0.0 if errors == 0 else float(betaincinv(errors, n - errors + 1, alpha / 2.0))
+    hi = 1.0 if errors == n else float(betaincinv(errors + 1, n - errors, 1.0 - alpha / 2.0))
     return lo, hi
 
 
