@@ -149,6 +149,17 @@ def _store_unaligned(typingctx, arr, index, value):  # noqa: ANN001 - Numba's pr
     return sig, codegen
 
 
+@numba.njit(cache=True, inline="always")
+def _put_varint(buf: np.ndarray, k: int, g: int) -> int:
+    # g >= 0 as LEB128 (7 bits a byte, low first, high bit = "more") at buf[k]; new cursor
+    while g >= 128:
+        buf[k] = np.uint8((g & 127) | 128)
+        g >>= 7
+        k += 1
+    buf[k] = np.uint8(g)
+    return k + 1
+
+
 @numba.njit(cache=True, nogil=True)
 def _sift_kernel(
     pulse_index: np.ndarray,
@@ -242,13 +253,7 @@ def _sift_kernel(
                     k += 1 + more
             else:
                 for r in range(8):
-                    g = gap8[r]
-                    while g >= 128:
-                        bob[k] = np.uint8((g & 127) | 128)
-                        g >>= 7
-                        k += 1
-                    bob[k] = np.uint8(g)
-                    k += 1
+                    k = _put_varint(bob, k, gap8[r])
         # --- eight rows as words: bytes 0/1 (bases, bits), classes < 256
         A = w_ab[r8]
         B = w_bb[r8]
@@ -295,12 +300,7 @@ def _sift_kernel(
         if k + 10 > cap:
             k = -1
         if k >= 0:
-            while g >= 128:
-                bob[k] = np.uint8((g & 127) | 128)
-                g >>= 7
-                k += 1
-            bob[k] = np.uint8(g)
-            k += 1
+            k = _put_varint(bob, k, g)
         ab = a_basis[i]
         bb = b_basis[i]
         c = a_class[i]
@@ -357,12 +357,7 @@ def _varint_gaps(pulse_index: np.ndarray, prev0: int = 0) -> np.ndarray:
     for i in range(n):
         g = pulse_index[i] - prev
         prev = pulse_index[i]
-        while g >= 128:
-            out[k] = np.uint8((g & 127) | 128)
-            g >>= 7
-            k += 1
-        out[k] = np.uint8(g)
-        k += 1
+        k = _put_varint(out, k, g)
     return out[:k]
 
 
