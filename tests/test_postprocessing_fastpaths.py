@@ -354,3 +354,32 @@ def test_clopper_pearson_equals_scipy_beta_ppf_exactly(n: int, frac: float, conf
     alpha = 1.0 - conf
     assert lo == (0.0 if k == 0 else float(beta.ppf(alpha / 2.0, k, n - k + 1)))
     assert hi == (1.0 if k == n else float(beta.ppf(1.0 - alpha / 2.0, k + 1, n - k)))
+
+
+def _plain_fisher_yates(seed: int, n: int) -> list[int]:
+    # splitmix64-driven Fisher-Yates written the textbook way (one step at a time)
+    mask = (1 << 64) - 1
+    perm = list(range(n))
+    state = seed & mask
+    for i in range(n - 1, 0, -1):
+        state = (state + 0x9E3779B97F4A7C15) & mask
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        z ^= z >> 31
+        j = ((z >> 32) * (i + 1)) >> 32
+        perm[i], perm[j] = perm[j], perm[i]
+    return perm
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.one_of(st.integers(0, 200), st.integers(200, 3000)),
+       seed=st.integers(0, 2**63 - 1))
+def test_batched_fisher_yates_equals_the_one_step_loop(n: int, seed: int) -> None:
+    """Cascade's explicit shuffles draw their random indices in batches (the splitmix64
+    state is a counter); the permutation and its inverse are the textbook loop's."""
+    from qkdnet.postprocessing._cascade_core import random_permutation
+
+    perm, inv = random_permutation(seed, n)
+    assert perm.tolist() == _plain_fisher_yates(seed, n)
+    assert np.array_equal(perm[inv], np.arange(n))
