@@ -150,6 +150,24 @@ def _store_unaligned(typingctx, arr, index, value):  # noqa: ANN001 - Numba's pr
 
 
 @numba.njit(cache=True, inline="always")
+def _plane_add(
+    acc: tuple[np.uint64, np.uint64, np.uint64, np.uint64], w: np.uint64, b0: np.uint64,
+    b1: np.uint64, b01: np.uint64,
+) -> tuple[np.uint64, np.uint64, np.uint64, np.uint64]:
+    # byte-wise counts of the rows flagged in w (bytes 0/1): all of them, those whose class
+    # has bit 0 set, bit 1 set, both bits set (classes < 4 follow from the four)
+    return (acc[0] + w, acc[1] + (w & b0), acc[2] + (w & b1), acc[3] + (w & b01))
+
+
+@numba.njit(cache=True, inline="always")
+def _byte_total(x: np.uint64) -> int:
+    # the sum of the eight bytes of x (each up to 255; the sum fits 16 bits)
+    m = np.uint64(0x00FF00FF00FF00FF)
+    x = (x & m) + ((x >> np.uint64(8)) & m)
+    return int((x * np.uint64(0x0001000100010001)) >> np.uint64(48))
+
+
+@numba.njit(cache=True, inline="always")
 def _put_varint(buf: np.ndarray, k: int, g: int) -> int:
     # g >= 0 as LEB128 (7 bits a byte, low first, high bit = "more") at buf[k]; new cursor
     while g >= 128:
@@ -217,6 +235,12 @@ def _sift_kernel(
     low32 = np.uint64(0xFFFFFFFF)
     byte = np.uint64(255)
     one = np.uint64(1)
+    zero = np.uint64(0)
+    acc_k = (zero, zero, zero, zero)  # see _plane_add: key rows, test rows, test errors
+    acc_t = (zero, zero, zero, zero)
+    acc_e = (zero, zero, zero, zero)
+    planes = np.zeros((3, 4), dtype=np.int64)  # their totals
+    steps = 0
     j = 0
     t = 0
     k = 0
@@ -269,7 +293,26 @@ def _sift_kernel(
         if pack_classes:
             alice[nb8 + 2 * r8] = np.uint8((((C & low32) * _GATHER_CLS) >> u24) & byte)
             alice[nb8 + 2 * r8 + 1] = np.uint8((((C >> u32) * _GATHER_CLS) >> u24) & byte)
-        if n_classes <= 8:
+        if pack_classes:
+            # classes < 4: per-byte counters by the classes' two bit planes, in registers,
+            # added up every 255 steps (a byte holds at most 255)
+            b0 = C & _ONES
+            b1 = (C >> one) & _ONES
+            b01 = b0 & b1
+            acc_k = _plane_add(acc_k, Z, b0, b1, b01)
+            acc_t = _plane_add(acc_t, X, b0, b1, b01)
+            acc_e = _plane_add(acc_e, XE, b0, b1, b01)
+            steps += 1
+            if steps == 255:
+                for q in range(4):
+                    planes[0, q] += _byte_total(acc_k[q])
+                    planes[1, q] += _byte_total(acc_t[q])
+                    planes[2, q] += _byte_total(acc_e[q])
+                acc_k = (zero, zero, zero, zero)
+                acc_t = (zero, zero, zero, zero)
+                acc_e = (zero, zero, zero, zero)
+                steps = 0
+        elif n_classes <= 8:
             for c in range(n_classes):
                 d = C ^ (np.uint64(c) * _ONES)
                 eq = ~(((d & _LOW7) + _LOW7) | d | _LOW7) >> u7  # 1 in bytes equal to c
@@ -290,6 +333,18 @@ def _sift_kernel(
         _store_unaligned(bob_test, t, _compress_bytes(bbits, X))
         j += int((Z * _ONES) >> u56)
         t += int((X * _ONES) >> u56)
+    if pack_classes:
+        for q in range(4):
+            planes[0, q] += _byte_total(acc_k[q])
+            planes[1, q] += _byte_total(acc_t[q])
+            planes[2, q] += _byte_total(acc_e[q])
+        for stat, out in enumerate((key_counts, test_counts, test_errors)):
+            both = planes[stat, 3]
+            only0 = planes[stat, 1] - both  # class 1
+            only1 = planes[stat, 2] - both  # class 2
+            per_class = (planes[stat, 0] - only0 - only1 - both, only0, only1, both)
+            for c in range(n_classes):
+                out[c] += per_class[c]
     # the last n % 8 rows, one at a time
     wa = 0
     wb = 0
