@@ -383,3 +383,22 @@ def test_batched_fisher_yates_equals_the_one_step_loop(n: int, seed: int) -> Non
     perm, inv = random_permutation(seed, n)
     assert perm.tolist() == _plain_fisher_yates(seed, n)
     assert np.array_equal(perm[inv], np.arange(n))
+
+
+def test_four_pair_carry_less_product_equals_four_digit_products() -> None:
+    """Karatsuba's base case sums four 128-bit digit products per step (512-bit VPCLMULQDQ
+    where the CPU has it): equal to the four products of the portable schoolbook."""
+    from qkdnet.postprocessing._gf2 import clmul2x2_soft, clmul4pairs
+
+    rng = np.random.default_rng(11)
+    for _ in range(50):
+        buf = rng.integers(0, 2**64, 24, dtype=np.uint64)
+        a_off, b_off = int(rng.integers(0, 8)), int(rng.integers(8, 16))
+        want = [np.uint64(0)] * 4
+        for q in range(4):
+            a = buf[a_off + 2 * q : a_off + 2 * q + 2]
+            b = buf[b_off + 6 - 2 * q : b_off + 8 - 2 * q]
+            r = clmul2x2_soft(a[0], a[1], b[0], b[1])
+            want = [w ^ x for w, x in zip(want, r, strict=True)]
+        got = clmul4pairs(buf, np.uint64(a_off), np.uint64(b_off))
+        assert [int(x) for x in got] == [int(x) for x in want]
