@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -237,3 +238,33 @@ print(verification_hash(np.ones(100, np.uint8), np.array([3], np.uint64)).hex())
 
     hw = verification_hash(np.ones(100, np.uint8), np.array([3], np.uint64)).hex()
     assert out.stdout.strip() == hw
+
+
+def test_128_bit_clmul_path_gives_the_same_hashes_as_the_default_path(tmp_path: Path) -> None:
+    # On hosts with 512-bit VPCLMULQDQ the default path never runs the 128-bit Karatsuba base
+    # case that hosts without it use; run that one in a fresh interpreter (own Numba cache)
+    # on sizes deep enough for Karatsuba and compare the keys bit for bit.
+    code = """
+import hashlib, numpy as np
+from qkdnet.postprocessing import _gf2
+from qkdnet.postprocessing.amplification import toeplitz_hash
+assert not _gf2.HAS_VPCLMUL512
+rng = np.random.default_rng(5)
+digest = hashlib.sha256()
+for n, m in [(300_000, 120_000), (1_000_003, 499_999)]:
+    x = rng.integers(0, 2, n, dtype=np.uint8)
+    s = rng.integers(0, 2, n + m - 1, dtype=np.uint8)
+    digest.update(np.packbits(toeplitz_hash(x, m, s, method="clmul")).tobytes())
+print(digest.hexdigest())
+"""
+    env = dict(os.environ, QKDNET_NO_VPCLMUL512="1", NUMBA_CACHE_DIR=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rng = np.random.default_rng(5)
+    digest = hashlib.sha256()
+    for n, m in [(300_000, 120_000), (1_000_003, 499_999)]:
+        x = rng.integers(0, 2, n, dtype=np.uint8)
+        s = rng.integers(0, 2, n + m - 1, dtype=np.uint8)
+        digest.update(np.packbits(toeplitz_hash(x, m, s, method="clmul")).tobytes())
+    assert out.stdout.strip() == digest.hexdigest()

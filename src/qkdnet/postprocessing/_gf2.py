@@ -105,9 +105,14 @@ def _pclmul2x2(typingctx, a0, a1, b0, b1):  # noqa: ANN001 - Numba's intrinsic p
 
 #: Whether the host has 512-bit VPCLMULQDQ (AVX-512 with VPCLMULQDQ: Intel Ice Lake and
 #: later, AMD Zen 4 and later): Karatsuba's base case then multiplies four digit pairs
-#: per instruction. Off with QKDNET_SOFT_CLMUL=1 like the 128-bit path.
-HAS_VPCLMUL512: bool = HAS_PCLMUL and all(
-    bool(llvm.get_host_cpu_features().get(f, False)) for f in ("vpclmulqdq", "avx512f")
+#: per instruction. Off with QKDNET_SOFT_CLMUL=1 like the 128-bit path, and alone with
+#: QKDNET_NO_VPCLMUL512=1 (the tests use it to run the 128-bit path on hosts that have both).
+HAS_VPCLMUL512: bool = (
+    HAS_PCLMUL
+    and all(
+        bool(llvm.get_host_cpu_features().get(f, False)) for f in ("vpclmulqdq", "avx512f")
+    )
+    and os.environ.get("QKDNET_NO_VPCLMUL512", "") != "1"
 )
 
 
