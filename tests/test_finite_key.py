@@ -115,6 +115,12 @@ def test_maximum_distance_for_1e4_block() -> None:
     assert ours == pytest.approx(entry["ours_kappa_km"], abs=0.5)
     fixed = maximum_distance_km([1e4], LIM.with_(epsilon_sec_per_bit=None, epsilon_sec=1e-10))[0]
     assert fixed == pytest.approx(entry["value"], rel=0.02)
+    # eps_sec proportional to the block (kappa n_X) also lands within 2 % of both numbers.
+    per_block = LIM.with_(epsilon_sec_per_bit=None, epsilon_sec=1e-15 * 1e4)
+    assert maximum_distance_km([1e4], per_block)[0] == pytest.approx(entry["value"], rel=0.02)
+    r9 = finite_key_rate([100.0], 1e9, LIM.with_(epsilon_sec_per_bit=None, epsilon_sec=1e-6))
+    r7 = finite_key_rate([100.0], 1e7, LIM.with_(epsilon_sec_per_bit=None, epsilon_sec=1e-8))
+    assert r9.rate_per_pulse[0] / r7.rate_per_pulse[0] == pytest.approx(1.75, rel=0.02)
 
 
 def test_regression_table_of_fig1() -> None:
