@@ -8,9 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qkdnet.quantum import (
+    FINITE_KEY_PROTOCOLS,
     PROTOCOLS,
     REPEATERLESS_PROTOCOLS,
     LinkSpec,
+    finite_key_rate_curve,
     plob_curve,
     secret_key_rate_curve,
 )
@@ -61,3 +63,17 @@ def test_repeaterless_protocols_stay_below_plob(link: LinkSpec) -> None:
     for protocol in REPEATERLESS_PROTOCOLS:
         rate = secret_key_rate_curve(protocol, link, DISTANCES, optimise=True)
         assert np.all(rate <= plob), protocol
+
+
+@settings(max_examples=6, deadline=None)
+@given(link=links(), block=st.sampled_from([1e6, 1e9, 1e12]))
+def test_finite_key_rates_are_non_negative_and_below_plob(link: LinkSpec, block: float) -> None:
+    # Every finite-key theory, optimised; the twin-field one is not bounded by PLOB (it
+    # must beat it), only by being non-negative.
+    d = DISTANCES[::8]
+    plob = plob_curve(link, d)
+    for protocol in FINITE_KEY_PROTOCOLS:
+        rate = finite_key_rate_curve(protocol, link, d, block)
+        assert np.all(np.isfinite(rate)) and np.all(rate >= 0.0), protocol
+        if protocol in REPEATERLESS_PROTOCOLS:
+            assert np.all(rate <= plob), protocol
