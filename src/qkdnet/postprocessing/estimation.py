@@ -30,6 +30,7 @@ from scipy.special import betaincinv
 
 from qkdnet.errors import ParameterError, ProtocolAbort, QberTooHigh, RecordsError
 from qkdnet.postprocessing.sifting import SiftedBlock
+from qkdnet.quantum.bbm92 import statistical_deviation, tomamichel_key_length
 
 __all__ = [
     "Estimate",
@@ -156,8 +157,7 @@ def estimate_parameters(
             f"{qber_threshold:.2%}; the block is discarded"
         )
     if block.protocol == "bbm92":
-        k = n_test
-        mu_dev = math.sqrt((n_key + k) / (n_key * k) * (k + 1) / k * math.log(2.0 / epsilon_sec))
+        mu_dev = float(statistical_deviation(n_key, n_test, epsilon_sec))
         return Estimate(
             protocol=block.protocol, key_bits=n_key, test_bits=n_test, test_errors=m_test,
             qber=qber, qber_lower=lo, qber_upper=hi, vacuum_bits=0.0,
@@ -208,11 +208,10 @@ def secret_key_length(estimate: Estimate, leaked_bits: int) -> int:
         raise ParameterError("leaked_bits", f"must be >= 0, got {leaked_bits}")
     eps_sec, eps_cor = estimate.epsilon_sec, estimate.epsilon_cor
     if estimate.protocol == "bbm92":
-        ell = (
-            estimate.key_bits * (1.0 - binary_entropy(estimate.phase_error))
-            - leaked_bits
-            - math.log2(2.0 / (eps_sec**2 * eps_cor))
-        )
+        # Q_tol is the observed test-basis QBER; phase_error above is Q_tol + μ.
+        ell = float(tomamichel_key_length(
+            estimate.key_bits, estimate.test_bits, estimate.qber, leaked_bits, eps_sec, eps_cor
+        ))
     else:
         if estimate.phase_error >= 0.5:
             return 0
