@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from qkdnet.errors import ParameterError
 from qkdnet.postprocessing.authentication import Frame
 from qkdnet.postprocessing.estimation import binary_entropy, secret_key_length
 from qkdnet.postprocessing.pipeline import Pipeline, PipelineConfig, flip_first_bit
@@ -80,6 +81,54 @@ def test_streaming_blocks_repay_authentication_from_the_output() -> None:
     assert pipe.net_secret_bits == sum(r.net_secret_bits for r in results)
     # After the first block the hash keys are reused: only pads are consumed (7 x 64).
     assert [r.auth_consumed_bits for r in results[1:]] == [7 * 64, 7 * 64]
+
+
+def _stream(seed: int, blocks: int) -> list[DetectionRecords]:
+    """Blocks at QBER ~2 % (one at ~30 %, which must abort) from one generator."""
+    rng = np.random.default_rng(seed)
+    noisy = LinkSpec(length_km=5.0, detector_efficiency=0.5, misalignment_error=0.3,
+                     intensities=(0.6, 0.2, 0.0), intensity_probabilities=(0.5, 0.3, 0.2))
+    return [simulate_block(noisy if i == 2 else FAST, PULSES, rng) for i in range(blocks)]
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_concurrent_blocks_give_exactly_the_sequential_results(workers: int) -> None:
+    records = _stream(21, 5)
+    one = list(Pipeline(rng=np.random.default_rng(22)).run(records))
+    many = list(Pipeline(rng=np.random.default_rng(22)).run(records, workers=workers))
+    assert [r.aborted for r in one] == [False, False, True, False, False]
+    assert [r.index for r in many] == list(range(5))
+    for a, b in zip(one, many, strict=True):
+        assert (a.aborted, a.abort_reason, a.secret_bits, a.net_secret_bits) == (
+            b.aborted, b.abort_reason, b.secret_bits, b.net_secret_bits)
+        assert (a.auth_consumed_bits, a.auth_repaid_bits, a.leaked_bits) == (
+            b.auth_consumed_bits, b.auth_repaid_bits, b.leaked_bits)
+        if not a.aborted:
+            assert a.alice_key is not None and b.alice_key is not None
+            assert np.array_equal(a.alice_key, b.alice_key)
+            assert b.bob_key is not None and np.array_equal(b.alice_key, b.bob_key)
+
+
+def test_concurrent_blocks_stop_at_a_tampered_message() -> None:
+    seen: list[Frame] = []
+
+    def tamper_tenth(frame: Frame) -> Frame:
+        # the tenth frame is the second block's third message (seven per block)
+        seen.append(frame)
+        return flip_first_bit(frame) if len(seen) == 10 else frame
+
+    pipe = Pipeline(rng=np.random.default_rng(23), tamper=tamper_tenth)
+    results = list(pipe.run(_stream(24, 4)[:2] + _stream(25, 2), workers=2))
+    assert [r.aborted for r in results] == [False, True, True, True]
+    assert "AuthenticationError" in results[1].abort_reason
+    assert all(r.alice_key is None for r in results[1:])
+    assert pipe.summary.net_secret_bits == results[0].net_secret_bits
+
+
+@pytest.mark.parametrize("workers", [0, -1, 1.5, True])
+def test_run_rejects_a_bad_worker_count(workers: object) -> None:
+    with pytest.raises(ParameterError, match="workers"):
+        next(Pipeline(rng=np.random.default_rng(0)).run([], workers=workers))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("fraction", [0.1, 0.5])

@@ -198,8 +198,10 @@ def run_blocks(
     report: RunReport,
     keep_keys: bool,
     on_records: Any = None,
+    workers: int = 2,
 ) -> None:
-    """Drive the pipeline over an iterator of blocks with a progress bar (pulses done)."""
+    """Drive the pipeline over an iterator of blocks with a progress bar (pulses done);
+    ``workers`` blocks are post-processed at once (see :meth:`Pipeline.run`)."""
     start = time.perf_counter()
     pipeline.warm_up()
     report.seconds["startup"] = time.perf_counter() - start
@@ -212,21 +214,28 @@ def run_blocks(
         transient=True,
     ) as progress:
         task = progress.add_task("simulating", total=total_pulses)
-        iterator = iter(blocks)
-        while True:
-            t = time.perf_counter()
-            progress.update(task, description="simulating")
-            records = next(iterator, None)
-            report.seconds["simulate"] += time.perf_counter() - t
-            if records is None:
-                break
-            if on_records is not None:
-                on_records(records)
-            progress.update(task, description="post-processing")
-            pipeline.set_on_stage(lambda name: progress.update(task, description=name))
-            result = pipeline.process(records)
+
+        def timed_blocks() -> Any:
+            # the simulator's time, and the callback on each block as it is pulled
+            iterator = iter(blocks)
+            while True:
+                progress.update(task, description="simulating")
+                t = time.perf_counter()
+                records = next(iterator, None)
+                report.seconds["simulate"] += time.perf_counter() - t
+                if records is None:
+                    return
+                if on_records is not None:
+                    on_records(records)
+                yield records
+
+        pipeline.set_on_stage(lambda name: progress.update(task, description=name))
+        # Two blocks in flight when there are several: one core simulates or post-processes
+        # the next block while the other finishes the current one (results stay in order
+        # and equal to a one-at-a-time run).
+        for result in pipeline.run(timed_blocks(), workers=workers):
             report.add(result, keep_keys)
-            progress.advance(task, records.total_pulses)
+            progress.advance(task, result.pulses)
     report.wall_seconds = time.perf_counter() - start
 
 

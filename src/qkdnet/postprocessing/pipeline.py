@@ -21,8 +21,10 @@ an injected ``clock`` (``None``: no timings).
 from __future__ import annotations
 
 import hmac
+import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -181,6 +183,34 @@ def _executor() -> ThreadPoolExecutor:
     return _EXECUTOR[0]
 
 
+_BLOCK_POOLS: dict[int, ThreadPoolExecutor] = {}
+_BLOCK_POOLS_LOCK = threading.Lock()
+
+
+def _block_pool(workers: int) -> ThreadPoolExecutor:
+    """A persistent pool per size for :meth:`Pipeline.run` (threads are reused by runs)."""
+    with _BLOCK_POOLS_LOCK:
+        pool = _BLOCK_POOLS.get(workers)
+        if pool is None:
+            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="qkd-block")
+            _BLOCK_POOLS[workers] = pool
+        return pool
+
+
+@dataclass(eq=False)
+class _Computed:
+    """One block after :meth:`Pipeline._compute`: what it would send, and its keys."""
+
+    info: dict[str, Any]
+    seconds: dict[str, float]
+    messages: list[tuple[str, bytes]]
+    ell: int = 0
+    alice_final: np.ndarray | None = None
+    bob_final: np.ndarray | None = None
+    #: why the computation aborted ("" when it produced keys)
+    reason: str = ""
+
+
 class Pipeline:
     """Streaming post-processing of blocks of :class:`DetectionRecords`.
 
@@ -256,15 +286,17 @@ class Pipeline:
             raise AuthenticationError()
         return received
 
-    def _reconcile(self, alice: np.ndarray, bob: np.ndarray, qber: float) -> ReconciliationResult:
+    def _reconcile(
+        self, alice: np.ndarray, bob: np.ndarray, qber: float, rng: np.random.Generator
+    ) -> ReconciliationResult:
         q = min(max(qber, 1e-4), 0.45)
         if self.config.reconciliation == "ldpc":
             from qkdnet.postprocessing.ldpc import reconcile_ldpc
 
-            return reconcile_ldpc(alice, bob, q, self.rng)
+            return reconcile_ldpc(alice, bob, q, rng)
         from qkdnet.postprocessing.cascade import reconcile_cascade
 
-        return reconcile_cascade(alice, bob, q, self.rng, variant=self.config.cascade_variant)
+        return reconcile_cascade(alice, bob, q, rng, variant=self.config.cascade_variant)
 
     def warm_up(self) -> None:
         """Load (or compile) the Numba kernels of every stage on tiny inputs.
@@ -296,18 +328,43 @@ class Pipeline:
 
     # -- one block -------------------------------------------------------------------------
 
+    def _next_block(self) -> tuple[int, np.random.Generator]:
+        """The next block's index and its own generator, drawn from ``rng`` in block order.
+
+        Every random choice of a block (shuffles, hash seeds, the Toeplitz seed) comes from
+        its own generator, so blocks computed concurrently draw exactly what they would
+        draw one after the other, and a run is reproducible whatever the thread timing.
+        """
+        index = self._index
+        self._index += 1
+        child = np.random.default_rng(self.rng.integers(0, 2**63, size=4, dtype=np.int64))
+        return index, child
+
     def process(self, records: DetectionRecords) -> BlockResult:
         """Run one block through every stage; an aborted block returns ``aborted=True``."""
+        index, rng = self._next_block()
+        return self._commit(self._compute(records, index, rng))
+
+    def _compute(
+        self, records: DetectionRecords, index: int, rng: np.random.Generator
+    ) -> _Computed:
+        """Every computation of one block, without touching the authenticated channel.
+
+        The public messages are collected in the order they would be sent;
+        :meth:`_commit` authenticates them in block order before any key is released
+        (delayed authentication: the same key material, the same checks, but the work of
+        one block can overlap the next one's).
+        """
         cfg = self.config
         seconds: dict[str, float] = {s: 0.0 for s in STAGES}
-        consumed_before = self._consumed()
+        messages: list[tuple[str, bytes]] = []
         info: dict[str, Any] = {
-            "index": self._index,
+            "index": index,
             "pulses": records.total_pulses,
             "detections": records.detections,
             "sifted_bits": 0,
         }
-        self._index += 1
+        done = _Computed(info, seconds, messages)
         try:
             t = self._stage("sift")
             block = sift(records)
@@ -318,8 +375,7 @@ class Pipeline:
             if info["test_bits"]:
                 # Reported even when estimation aborts the block.
                 info["qber"] = info["test_errors"] / info["test_bits"]
-            for sender, message in block.messages:
-                self._send(sender, message, seconds)
+            messages.extend(block.messages)
 
             t = self._stage("estimate")
             est = estimate_parameters(
@@ -333,7 +389,7 @@ class Pipeline:
 
             t = self._stage("reconcile")
             try:
-                rec = self._reconcile(block.alice_key, block.bob_key, est.qber)
+                rec = self._reconcile(block.alice_key, block.bob_key, est.qber, rng)
             except ProtocolAbort as exc:
                 info["reconciliation_leaked_bits"] = int(getattr(exc, "leaked_bits", 0))
                 raise
@@ -341,7 +397,7 @@ class Pipeline:
             # The whole transcript is authenticated as one message before any key is derived
             # from it (delayed authentication): one tag instead of one per Cascade round,
             # which would cost more pre-shared key than the block yields.
-            self._send("alice", rec.transcript, seconds)
+            messages.append(("alice", rec.transcript))
             n = block.sifted_bits
             corrected = rec.corrected_bits
             # Bob knows how many bits reconciliation flipped: that is the actual QBER.
@@ -355,11 +411,11 @@ class Pipeline:
             )
 
             t = self._stage("verify")
-            ver = verify_keys(block.alice_key, corrected, self.rng, cfg.verification_tag_bits)
+            ver = verify_keys(block.alice_key, corrected, rng, cfg.verification_tag_bits)
             seconds["verify"] = self._now() - t
             info["verification_leaked_bits"] = int(ver.leaked_bits)
             # Alice sends her hash keys and tag; Bob's check happened in verify_keys.
-            self._send("alice", np.asarray(ver.seed, dtype="<u8").tobytes() + ver.tag, seconds)
+            messages.append(("alice", np.asarray(ver.seed, dtype="<u8").tobytes() + ver.tag))
 
             t = self._stage("amplify")
             leaked = int(rec.leaked_bits) + int(ver.leaked_bits)
@@ -374,15 +430,14 @@ class Pipeline:
                 )
             # Alice draws the public Toeplitz seed (n + ℓ - 1 bits) and sends it; then both
             # ends hash their own key. They are two machines in reality, so the two hashes
-            # run concurrently here too (the FFT releases the GIL).
+            # may run concurrently here too (the kernels release the GIL).
             method = cfg.amplification_method
             length = block.sifted_bits + ell - 1
-            seed = np.unpackbits(
-                np.frombuffer(self.rng.bytes(-(-length // 8)), dtype=np.uint8), bitorder="little"
-            )[:length]
-            seconds["amplify"] = self._now() - t
-            self._send("alice", _pack(seed), seconds)
-            t = self._now()
+            seed_bytes = rng.bytes(-(-length // 8))
+            seed = np.unpackbits(np.frombuffer(seed_bytes, dtype=np.uint8), bitorder="little")[
+                :length
+            ]
+            messages.append(("alice", _pack(seed)))
             if cfg.concurrent_ends:
                 pool = _executor()
                 fa = pool.submit(toeplitz_hash, block.alice_key, ell, seed, method)
@@ -391,17 +446,38 @@ class Pipeline:
             else:
                 alice_final = toeplitz_hash(block.alice_key, ell, seed, method)
                 bob_final = toeplitz_hash(corrected, ell, seed, method)
-            seconds["amplify"] += self._now() - t
+            seconds["amplify"] = self._now() - t
             if not hmac.compare_digest(_pack(alice_final), _pack(bob_final)):
                 raise VerificationFailed("final keys differ after privacy amplification")
-            consumed = self._consumed() - consumed_before
-            return self._finish(
-                info, seconds, consumed, ell, alice_final=alice_final, bob_final=bob_final
-            )
-        except (ProtocolAbort, AuthenticationError, KeyExhausted) as exc:
-            consumed = self._consumed() - consumed_before
+            done.ell = ell
+            done.alice_final = alice_final
+            done.bob_final = bob_final
+        except ProtocolAbort as exc:
+            done.reason = f"{type(exc).__name__}: {exc}"
+        return done
+
+    def _commit(self, done: _Computed) -> BlockResult:
+        """Authenticate a computed block's messages in order, then release or drop its key.
+
+        Called in block order (the pre-shared key pool is consumed and refilled in that
+        order, exactly as if the blocks had run one after the other). A message that fails
+        authentication, or a pool that runs dry, aborts the block: no key is emitted.
+        """
+        consumed_before = self._consumed()
+        reason = done.reason
+        try:
+            for sender, message in done.messages:
+                self._send(sender, message, done.seconds)
+        except (AuthenticationError, KeyExhausted) as exc:
+            # an earlier message than any computation's abort: the channel's verdict wins
             reason = f"{type(exc).__name__}: {exc}"
-            return self._finish(info, seconds, consumed, 0, reason=reason)
+        consumed = self._consumed() - consumed_before
+        if reason:
+            return self._finish(done.info, done.seconds, consumed, 0, reason=reason)
+        return self._finish(
+            done.info, done.seconds, consumed, done.ell,
+            alice_final=done.alice_final, bob_final=done.bob_final,
+        )
 
     def _finish(
         self,
@@ -451,10 +527,42 @@ class Pipeline:
 
     # -- many blocks -----------------------------------------------------------------------
 
-    def run(self, blocks: Iterable[DetectionRecords]) -> Iterator[BlockResult]:
-        """Process blocks lazily, one at a time (memory bounded by one block)."""
-        for records in blocks:
-            yield self.process(records)
+    def run(
+        self, blocks: Iterable[DetectionRecords], workers: int = 1
+    ) -> Iterator[BlockResult]:
+        """Process blocks lazily, results in block order.
+
+        ``workers=1``: one block at a time; the next block is not pulled from ``blocks``
+        before the current one's result is yielded (memory bounded by one block).
+        ``workers=k > 1``: up to k blocks are computed at once on k threads (the stage
+        kernels release the GIL, so two cores both work on a stream of blocks); their
+        messages are authenticated and their keys released strictly in block order, and
+        every result is the same as with ``workers=1`` (each block has its own generator,
+        see :meth:`_next_block`). Memory is bounded by k + 1 blocks.
+        """
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ParameterError("workers", f"must be an integer >= 1, got {workers!r}")
+        if workers == 1:
+            for records in blocks:
+                yield self.process(records)
+            return
+        pool = _block_pool(workers)
+        pending: deque[Future[_Computed]] = deque()
+        try:
+            for records in blocks:
+                index, rng = self._next_block()
+                pending.append(pool.submit(self._compute, records, index, rng))
+                if len(pending) >= workers:
+                    yield self._commit(pending.popleft().result())
+            while pending:
+                yield self._commit(pending.popleft().result())
+        finally:
+            # a consumer that stops early: let the blocks in flight finish, drop them
+            for future in pending:
+                future.cancel()
+            for future in pending:
+                if not future.cancelled():
+                    future.exception()
 
     @property
     def net_secret_bits(self) -> int:
