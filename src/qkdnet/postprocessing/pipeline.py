@@ -1,6 +1,7 @@
 """The streaming post-processing pipeline: detection records in, identical secret keys out.
 
-One block at a time, with memory bounded by one block:
+One block at a time (memory bounded by one block), or a few blocks at once on as many
+threads (``Pipeline.run(blocks, workers=k)``, same results):
 
     sift → estimate (Lim et al. 2014 decoy bounds, QBER) → reconcile (Cascade | LDPC)
     → verify (2-universal hash) → amplify (Toeplitz; length from the finite-key formula with
@@ -13,6 +14,13 @@ output (the first bits of each block's key refill the pool that the next block's
 draw on), and the net key reported is after that subtraction (REFERENCES.md,
 "Post-processing"). A block that aborts (QBER too high, no positive key length, failed
 verification, failed authentication) emits no key.
+
+A block is computed first (every stage, its messages collected in sending order) and then
+committed: its messages are authenticated in block order, and only then is its key
+released and the pool repaid. No key leaves the pipeline before every message it depends
+on has been authenticated, so this delayed authentication gives the same guarantees as
+tagging each message as it goes; it is what lets block i + 1 be computed while block i
+finishes.
 
 Safe layer over the hazmat stage modules. Pure computation: time is measured only through
 an injected ``clock`` (``None``: no timings).
@@ -214,7 +222,9 @@ class _Computed:
 class Pipeline:
     """Streaming post-processing of blocks of :class:`DetectionRecords`.
 
-    ``rng`` drives every random choice (Cascade shuffles, hash seeds, Toeplitz seeds).
+    ``rng`` seeds one generator per block (drawn in block order), which drives every
+    random choice of that block (Cascade shuffles, hash seeds, the Toeplitz seed); so
+    :meth:`run` with several workers gives exactly the results of one block at a time.
     ``clock`` (e.g. ``time.perf_counter``) times the stages; ``on_stage`` is called with each
     stage's name as it starts (for a progress display); ``tamper`` (a man-in-the-middle
     on the classical channel) receives every frame and returns the frame delivered.
