@@ -1,0 +1,38 @@
+"""Cascade kernel helpers against independent plain-Python computations."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+
+@settings(max_examples=60, deadline=None)
+@given(x=st.integers(0, 2**64 - 1))
+def test_word_parity_is_the_parity_of_the_set_bits(x: int) -> None:
+    from qkdnet.postprocessing._cascade_core import _word_parity
+
+    assert _word_parity(np.uint64(x)) == bin(x).count("1") % 2
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 700),
+    seed=st.integers(0, 2**32 - 1),
+    cut=st.tuples(st.floats(0, 1), st.floats(0, 1)),
+)
+def test_range_parity_of_a_bitset_equals_the_sum_of_its_bits(
+    n: int, seed: int, cut: tuple[float, float]
+) -> None:
+    from qkdnet.postprocessing._cascade_core import _bits_range
+
+    bits = np.random.default_rng(seed).integers(0, 2, n, dtype=np.uint8)
+    words = np.zeros((2, (n >> 6) + 1), dtype=np.uint64)
+    padded = np.zeros(words.shape[1] * 64, dtype=np.uint8)
+    padded[:n] = bits
+    words[1] = np.packbits(padded, bitorder="little").view("<u8")
+    lo, hi = sorted(int(c * n) for c in cut)
+    hi = max(hi, lo + 1)
+    if hi > n:
+        lo, hi = n - 1, n
+    assert _bits_range(words, 1, lo, hi) == int(bits[lo:hi].sum()) % 2
