@@ -13,7 +13,7 @@ messages/s for short messages. CPU seconds are printed too: the machine is share
 n / CPU-seconds is the per-core rate that load does not distort (much).
 
     .venv/bin/python benchmarks/amplification.py           # full (minutes; 10⁸ bits needs ~3 GB)
-    .venv/bin/python benchmarks/amplification.py --quick   # n = 10⁶, 10⁷ only, fewer runs
+    .venv/bin/python benchmarks/amplification.py --quick   # fewer runs, n <= 10⁷
 """
 
 from __future__ import annotations
@@ -23,11 +23,17 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
 
-from qkdnet.postprocessing.amplification import privacy_amplification, toeplitz_hash
+from qkdnet.postprocessing.amplification import (
+    privacy_amplification,
+    toeplitz_hash,
+    toeplitz_hash_packed,
+    toeplitz_hash_pair,
+)
 from qkdnet.postprocessing.authentication import PreSharedKeyPool, WegmanCarterAuthenticator
 from qkdnet.postprocessing.verification import verify_keys
 
@@ -89,16 +95,46 @@ def bench_pa(quick: bool) -> None:
                     runs = 1
                 name, threads = method.removesuffix("/1t"), not method.endswith("/1t")
                 dt, cpu = median_times(
-                    lambda x=x, m=m, s=seed, me=name, th=threads: toeplitz_hash(
-                        x, m, s, me, threads=th), runs)
+                    partial(toeplitz_hash, x, m, seed, name, threads=threads),  # type: ignore[arg-type]
+                    runs)
                 mbps = n / dt / 1e6
                 print(f"  {n:>10.0e} {ratio:>6} {method:>12} {runs:>4} {dt:>9.3f} {mbps:>8.1f} "
                       f"{mbps / GOAL_PA_MBPS:>7.2f}x {mbps / PUBLISHED_PA_MBPS:>9.2f}x "
                       f"{cpu:>7.3f} {n / max(cpu, 1e-9) / 1e6:>9.1f}")
         # privacy_amplification = drawing the seed + hashing (what the pipeline calls), defaults
-        dt = median_time(lambda x=x, n=n: privacy_amplification(x, n // 8, rng), 2 if quick else 3)
+        dt = median_time(partial(privacy_amplification, x, n // 8, rng), 2 if quick else 3)
         print(f"  {n:>10.0e} {0.125:>6} {'auto+seed':>12} {'':>4} {dt:>9.3f} {n / dt / 1e6:>8.1f}"
               "   (privacy_amplification incl. drawing and unpacking the seed)")
+
+
+def bench_pipeline_grid(quick: bool) -> None:
+    """CPU ms per key on the pipeline's sizes: n = 1e5..1e7 and m/n = 0.05..0.45 (the secret
+    fractions at QBER 8..1 %), "auto" on one thread, as a deployment hashes one key; then
+    per key when one call hashes Alice's and Bob's keys under the same seed
+    (toeplitz_hash_pair: the seed is prepared once), and the same from packed bytes
+    (toeplitz_hash_packed: no 0/1 arrays packed or unpacked)."""
+    print("Toeplitz hash on the pipeline's grid: CPU ms per key (median; one thread)")
+    print(f"  {'n bits':>10} {'m/n':>5} {'runs':>4} {'single':>8} {'pair/2':>8} "
+          f"{'packed pair/2':>14} {'Mb/CPU-s single':>16}")
+    rng = np.random.default_rng(4)
+    for n in (10**5, 10**6, 10**7):
+        runs = (5 if n >= 10**7 else 9) if quick else (9 if n >= 10**7 else 21)
+        a = rng.integers(0, 2, n, dtype=np.uint8)
+        b = a.copy()
+        b[rng.integers(0, n, 50)] ^= 1
+        pa = np.stack([np.packbits(a, bitorder="little"), np.packbits(b, bitorder="little")])
+        for ratio in (0.05, 0.15, 0.3, 0.45):
+            m = int(n * ratio)
+            raw = rng.bytes(-(-(n + m - 1) // 8))
+            seed = np.unpackbits(np.frombuffer(raw, np.uint8), count=n + m - 1,
+                                 bitorder="little")
+            _, single = median_times(partial(toeplitz_hash, a, m, seed, threads=False), runs)
+            _, pair = median_times(partial(toeplitz_hash_pair, a, b, m, seed, threads=False),
+                                   runs)
+            _, packed = median_times(partial(toeplitz_hash_packed, pa, n, m, raw,
+                                             threads=False), runs)
+            print(f"  {n:>10.0e} {ratio:>5} {runs:>4} {single * 1e3:>8.3f} {pair * 5e2:>8.3f} "
+                  f"{packed * 5e2:>14.3f} {n / single / 1e6:>16.0f}", flush=True)
 
 
 def bench_verification(quick: bool) -> None:
@@ -107,7 +143,7 @@ def bench_verification(quick: bool) -> None:
     for n in [10**6, 10**7] if quick else [10**6, 10**7, 10**8]:
         a = rng.integers(0, 2, n, dtype=np.uint8)
         b = a.copy()
-        dt = median_time(lambda a=a, b=b: verify_keys(a, b, rng), 3)
+        dt = median_time(partial(verify_keys, a, b, rng), 3)
         print(f"  n = {n:.0e}: {dt:.4f} s, {n / dt / 1e6:.0f} Mb/s")
 
 
@@ -137,6 +173,7 @@ def main() -> None:
     print(f"CPUs: {os.cpu_count()}; load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} "
           "(the machine is shared: timings are noisy)")
     warm_up()
+    bench_pipeline_grid(args.quick)
     bench_pa(args.quick)
     bench_verification(args.quick)
     bench_authentication(args.quick)

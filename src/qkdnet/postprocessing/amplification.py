@@ -36,26 +36,39 @@ docs/security.md for why the family is two-universal and for measured throughput
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
 import scipy.fft
 
 from qkdnet.errors import ParameterError
-from qkdnet.postprocessing._gf2 import _xor_bits, block_words, cyclic_product, tmvp_blocks
+from qkdnet.postprocessing._gf2 import (
+    _workspace,
+    _xor_bits,
+    block_words,
+    cyclic_products_range,
+    tmvp_blocks,
+)
 
-__all__ = ["privacy_amplification", "toeplitz_hash"]
+__all__ = ["privacy_amplification", "toeplitz_hash", "toeplitz_hash_packed", "toeplitz_hash_pair"]
 
 Method = Literal["auto", "clmul", "ternary", "fft"]
+BitOrder = Literal["little", "big"]
 
-#: "auto" uses Schönhage's ternary FFT (quasi-linear) instead of the Karatsuba Toeplitz
-#: product (cost ~ n m^0.58) once n * m reaches this; measured crossover on the dev machine
-#: (n = 1e5 at m/n = 0.5 is about even; n = 3e5 at m/n = 0.125 favours the FFT).
-TERNARY_FROM_NM = 1 << 33
+#: "auto" uses Schönhage's ternary FFT (cost ~ n log n) instead of the Karatsuba Toeplitz
+#: product (cost ~ n m^0.58) from this output length on: the crossover sits at m ~ 5000-8000
+#: bits for n from 2e4 to 4e5 (measured on the dev machine, CPU time, one thread: at n = 1e5
+#: m = 5000 is even, m = 15000 is 0.25 vs 0.16 ms; at n = 2e5 m = 4000 favours Karatsuba,
+#: 0.13 vs 0.20 ms).
+TERNARY_FROM_M = 6144
 
 #: Largest number of input (and output) bits handled by one FFT; larger problems are cut
 #: into blocks. 2^25 keeps every convolution value < 2^25 and the transform length <= 2^26.
 FFT_BLOCK_BITS = 1 << 25
+
+#: Byte with its bit order reversed (big-endian packing <-> little-endian packing).
+_REVERSED_BYTE = np.array([int(f"{b:08b}"[::-1], 2) for b in range(256)], dtype=np.uint8)
 
 
 def _as_bits(name: str, bits: np.ndarray) -> np.ndarray:
@@ -82,45 +95,36 @@ def _check_lengths(n: int, output_length: int) -> int:
     return m
 
 
-def _pack_words(bits: np.ndarray, lead_zeros: int, total_words: int) -> np.ndarray:
-    """Pack 0/1 bytes into little-endian uint64 words after ``lead_zeros`` zero bits."""
-    total_bits = total_words * 64
+def _words(packed: np.ndarray, nbits: int, lead_zeros: int, total_words: int,
+           slot: str) -> np.ndarray:
+    """Bits 0 .. nbits-1 of ``packed`` (uint8, little-endian bit order; bits past nbits
+    ignored) as ``total_words`` uint64 words, after ``lead_zeros`` zero bits, zero
+    elsewhere. The array is this thread's work array ``slot``, valid until its next use."""
+    out = _workspace(slot, total_words)
+    out.fill(0)
+    nbytes = -(-nbits // 8)
     if lead_zeros % 8 == 0:
-        buf = np.zeros(total_words * 8, dtype=np.uint8)
         start = lead_zeros // 8
-        packed = np.packbits(bits, bitorder="little")
-        buf[start:start + packed.size] = packed
-    else:
-        padded = np.zeros(total_bits, dtype=np.uint8)
-        padded[lead_zeros:lead_zeros + bits.size] = bits
-        buf = np.packbits(padded, bitorder="little")
-    return buf.view("<u8").astype(np.uint64, copy=False)
+        view = out.view(np.uint8)
+        view[start:start + nbytes] = packed[:nbytes]
+        if nbits % 8:
+            view[start + nbytes - 1] &= (1 << (nbits % 8)) - 1
+        return out
+    src = _words(packed, nbits, 0, -(-nbits // 64) + 1, slot + "/unshifted")
+    _xor_bits(out, 0, lead_zeros, src, 0, 0, nbits)
+    return out
 
 
-class _Seed:
-    """The Toeplitz seed, as 0/1 bits or as the raw bytes it was drawn as (packed LSB
-    first); ``words(k)`` packs it into k little-endian 64-bit words, zero-padded."""
-
-    def __init__(self, length: int, bits: np.ndarray | None = None,
-                 raw: bytes | None = None) -> None:
-        self.length = length
-        self.bits = bits
-        self.raw = raw
-
-    def words(self, total_words: int) -> np.ndarray:
-        if self.raw is None:
-            assert self.bits is not None
-            return _pack_words(self.bits, 0, total_words)
-        buf = np.zeros(total_words * 8, dtype=np.uint8)
-        nbytes = -(-self.length // 8)
-        buf[:nbytes] = np.frombuffer(self.raw, dtype=np.uint8, count=nbytes)
-        if self.length % 8:
-            buf[nbytes - 1] &= (1 << (self.length % 8)) - 1  # bits past the seed: zero
-        return buf.view("<u8").astype(np.uint64, copy=False)
+def _trimmed(words: np.ndarray, m: int) -> np.ndarray:
+    """The first ceil(m/8) bytes of ``words``, bits past m cleared (a new array)."""
+    out = words.view(np.uint8)[:-(-m // 8)].copy()
+    if m % 8:
+        out[-1] &= (1 << (m % 8)) - 1
+    return out
 
 
-def _toeplitz_clmul(x: np.ndarray, m: int, seed: _Seed) -> np.ndarray:
-    n = x.size
+def _toeplitz_clmul(seed: np.ndarray, keys: Sequence[np.ndarray], n: int,
+                    m: int) -> list[np.ndarray]:
     n_words = -(-n // 64)
     m_words = -(-m // 64)
     B = block_words(m_words)
@@ -129,23 +133,20 @@ def _toeplitz_clmul(x: np.ndarray, m: int, seed: _Seed) -> np.ndarray:
     # Zero bits in front of x (d of them) leave y unchanged with the same seed indexing:
     # T'[i, j'] = s[i - j' + n' - 1] with x'_{j'} = x_{j' - d}, n' = n + d.
     d = Q * B * 64 - n
-    xw = _pack_words(x, d, Q * B)
-    sw = seed.words((P + Q) * B)
-    yw = tmvp_blocks(sw, xw, B, P, Q)
-    return np.unpackbits(yw.view(np.uint8), bitorder="little")[:m].copy()
+    sw = _words(seed, n + m - 1, 0, (P + Q) * B, "seed")
+    return [_trimmed(tmvp_blocks(sw, _words(x, n, d, Q * B, "key"), B, P, Q), m) for x in keys]
 
 
-def _toeplitz_ternary(x: np.ndarray, m: int, seed: _Seed, parallel: bool) -> np.ndarray:
+def _toeplitz_ternary(seed: np.ndarray, keys: Sequence[np.ndarray], n: int, m: int,
+                      parallel: bool) -> list[np.ndarray]:
     """y = bits n-1 .. n+m-2 of s(x) x(x) mod x^T - 1, T >= n + m - 1 (no wrap-around into
-    those bits: the full product has no terms beyond 2n + m - 3)."""
-    n = x.size
+    those bits: the full product has no terms beyond 2n + m - 3). The seed is
+    transformed once for all keys."""
     length = n + m - 1
-    xw = _pack_words(x, 0, -(-n // 64) + 2)
-    sw = seed.words(-(-length // 64) + 2)
-    c, _ = cyclic_product(sw, length, xw, n, length, parallel=parallel)
-    out = np.zeros(-(-m // 64) + 1, dtype=np.uint64)
-    _xor_bits(out, 0, 0, c, 0, n - 1, m)
-    return np.unpackbits(out.view(np.uint8), bitorder="little")[:m].copy()
+    sw = _words(seed, length, 0, -(-length // 64) + 2, "seed")
+    xs = [(_words(x, n, 0, -(-n // 64) + 2, f"key{i}"), n) for i, x in enumerate(keys)]
+    ys = cyclic_products_range(sw, length, xs, length, n - 1, m, parallel=parallel)
+    return [_trimmed(y, m) for y in ys]
 
 
 def _middle_product_fft(s: np.ndarray, x: np.ndarray, m: int) -> np.ndarray:
@@ -184,6 +185,41 @@ def _toeplitz_fft(x: np.ndarray, m: int, seed: np.ndarray) -> np.ndarray:
     return y
 
 
+def _hash_packed(seed: np.ndarray, keys: Sequence[np.ndarray], n: int, m: int, method: str,
+                 threads: bool) -> list[np.ndarray]:
+    """The Toeplitz hashes of ``keys`` (each n bits, packed little-endian) under the packed
+    seed of n + m - 1 bits, packed (ceil(m/8) bytes, bits past m zero)."""
+    if method not in ("auto", "clmul", "ternary", "fft"):
+        raise ParameterError(
+            "method", f"must be 'auto', 'clmul', 'ternary' or 'fft', got {method!r}"
+        )
+    if m == 0:
+        return [np.zeros(0, dtype=np.uint8) for _ in keys]
+    if method == "auto":
+        method = "ternary" if m >= TERNARY_FROM_M else "clmul"
+    if method == "clmul":
+        return _toeplitz_clmul(seed, keys, n, m)
+    if method == "ternary":
+        return _toeplitz_ternary(seed, keys, n, m, threads)
+    s = np.unpackbits(seed, count=n + m - 1, bitorder="little")
+    return [np.packbits(_toeplitz_fft(np.unpackbits(x, count=n, bitorder="little"), m, s),
+                        bitorder="little") for x in keys]
+
+
+def _unpacked(packed: np.ndarray, m: int) -> np.ndarray:
+    return np.unpackbits(packed, count=m, bitorder="little")
+
+
+def _seed_for(n: int, m: int, seed_bits: np.ndarray) -> np.ndarray:
+    s = _as_bits("seed_bits", seed_bits)
+    if s.size != max(n + m - 1, 0):
+        raise ParameterError(
+            "seed_bits", f"must have n + m - 1 = {n + m - 1} bits for n = {n}, m = {m}; "
+            f"got {s.size}"
+        )
+    return np.packbits(s, bitorder="little")
+
+
 def toeplitz_hash(
     bits: np.ndarray,
     output_length: int,
@@ -206,37 +242,83 @@ def toeplitz_hash(
     Raises :class:`qkdnet.errors.ParameterError` for malformed input.
     """
     x = _as_bits("bits", bits)
-    n = x.size
+    m = _check_lengths(x.size, output_length)
+    seed = _seed_for(x.size, m, seed_bits)
+    (y,) = _hash_packed(seed, [np.packbits(x, bitorder="little")], x.size, m, method, threads)
+    return _unpacked(y, m)
+
+
+def toeplitz_hash_pair(
+    bits_a: np.ndarray,
+    bits_b: np.ndarray,
+    output_length: int,
+    seed_bits: np.ndarray,
+    method: Method = "auto",
+    threads: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(toeplitz_hash(bits_a, ...), toeplitz_hash(bits_b, ...))`` with the seed prepared
+    once: Alice's and Bob's keys hashed under the same public seed in one process (a
+    simulation; a deployment hashes one key per machine). With the ternary FFT the seed's
+    transform is shared: 5 transforms instead of 6. Same arguments, results and errors as
+    :func:`toeplitz_hash` (both keys n bits, 0/1 uint8)."""
+    xa = _as_bits("bits_a", bits_a)
+    xb = _as_bits("bits_b", bits_b)
+    if xb.size != xa.size:
+        raise ParameterError("bits_b", f"must have as many bits as bits_a ({xa.size}), "
+                             f"got {xb.size}")
+    m = _check_lengths(xa.size, output_length)
+    seed = _seed_for(xa.size, m, seed_bits)
+    keys = [np.packbits(xa, bitorder="little"), np.packbits(xb, bitorder="little")]
+    ya, yb = _hash_packed(seed, keys, xa.size, m, method, threads)
+    return _unpacked(ya, m), _unpacked(yb, m)
+
+
+def _as_packed(name: str, data: np.ndarray | bytes, nbits: int, ndim: tuple[int, ...],
+               bitorder: str) -> np.ndarray:
+    arr = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes | bytearray) \
+        else np.asarray(data)
+    if arr.ndim not in ndim or arr.dtype != np.uint8:
+        raise ParameterError(name, f"must be a {' or '.join(f'{d}-D' for d in ndim)} uint8 "
+                             f"array of packed bits, got {arr.dtype} of shape {arr.shape}")
+    if arr.shape[-1] != -(-nbits // 8):
+        raise ParameterError(name, f"must hold ceil({nbits} / 8) = {-(-nbits // 8)} bytes "
+                             f"per key/seed, got {arr.shape[-1]}")
+    return _REVERSED_BYTE[arr] if bitorder == "big" else arr
+
+
+def toeplitz_hash_packed(
+    keys: np.ndarray | bytes,
+    n: int,
+    output_length: int,
+    seed: np.ndarray | bytes,
+    method: Method = "auto",
+    threads: bool = True,
+    bitorder: BitOrder = "little",
+) -> np.ndarray:
+    """:func:`toeplitz_hash` on packed bits: no 0/1 arrays to pack or unpack.
+
+    ``keys``: one key of n bits as ceil(n/8) bytes (bytes or a 1-D uint8 array), or several
+    keys as the rows of a 2-D uint8 array (e.g. Alice's and Bob's: the seed is prepared
+    once for all rows, as in :func:`toeplitz_hash_pair`). ``seed``: the n + m - 1 seed
+    bits as ceil((n + m - 1)/8) bytes, e.g. ``rng.bytes(...)`` as drawn. ``bitorder``:
+    "little" (bit k is bit k % 8 of byte k // 8, as ``np.packbits(..., bitorder="little")``
+    and as the seed drawn by :func:`privacy_amplification`) or "big" (NumPy's default
+    packing). Bits past the end in the last byte are ignored. Returns the hash, m bits as
+    ceil(m/8) bytes (uint8, same bit order, unused bits zero): a 1-D array for one key, a
+    2-D array with one row per key for several. Raises ParameterError for bad input.
+    """
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
+        raise ParameterError("n", f"must be a non-negative integer number of bits, got {n!r}")
+    n = int(n)
     m = _check_lengths(n, output_length)
-    s = _as_bits("seed_bits", seed_bits)
-    if s.size != max(n + m - 1, 0):
-        raise ParameterError(
-            "seed_bits", f"must have n + m - 1 = {n + m - 1} bits for n = {n}, m = {m}; "
-            f"got {s.size}"
-        )
-    return _hash(x, m, _Seed(s.size, bits=s), method, threads)
-
-
-def _hash(x: np.ndarray, m: int, seed: _Seed, method: str, threads: bool) -> np.ndarray:
-    n = x.size
-    if method not in ("auto", "clmul", "ternary", "fft"):
-        raise ParameterError(
-            "method", f"must be 'auto', 'clmul', 'ternary' or 'fft', got {method!r}"
-        )
-    if m == 0:
-        return np.zeros(0, dtype=np.uint8)
-    if method == "auto":
-        method = "ternary" if n * m >= TERNARY_FROM_NM else "clmul"
-    if method == "clmul":
-        return _toeplitz_clmul(x, m, seed)
-    if method == "ternary":
-        return _toeplitz_ternary(x, m, seed, threads)
-    bits = seed.bits
-    if bits is None:
-        assert seed.raw is not None
-        bits = np.unpackbits(np.frombuffer(seed.raw, dtype=np.uint8),
-                             bitorder="little")[:seed.length]
-    return _toeplitz_fft(x, m, bits)
+    if bitorder not in ("little", "big"):
+        raise ParameterError("bitorder", f"must be 'little' or 'big', got {bitorder!r}")
+    x = _as_packed("keys", keys, n, (1, 2), bitorder)
+    s = _as_packed("seed", seed, max(n + m - 1, 0), (1,), bitorder)
+    rows = [x] if x.ndim == 1 else list(x)
+    ys = _hash_packed(s, rows, n, m, method, threads)
+    out = ys[0] if x.ndim == 1 else np.stack(ys) if ys else np.zeros((0, -(-m // 8)), np.uint8)
+    return _REVERSED_BYTE[out] if bitorder == "big" else out
 
 
 def privacy_amplification(
@@ -258,8 +340,7 @@ def privacy_amplification(
     x = _as_bits("bits", bits)
     m = _check_lengths(x.size, output_length)
     length = max(x.size + m - 1, 0)
-    raw = rng.bytes(-(-length // 8))
+    raw = np.frombuffer(rng.bytes(-(-length // 8)), dtype=np.uint8)
     # hash from the packed bytes directly; the 0/1 seed is unpacked only to return it
-    key = _hash(x, m, _Seed(length, raw=raw), method, threads)
-    seed = np.unpackbits(np.frombuffer(raw, dtype=np.uint8), bitorder="little")[:length]
-    return key, seed
+    (key,) = _hash_packed(raw, [np.packbits(x, bitorder="little")], x.size, m, method, threads)
+    return _unpacked(key, m), np.unpackbits(raw, count=length, bitorder="little")
