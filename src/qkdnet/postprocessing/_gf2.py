@@ -15,13 +15,17 @@ word is a polynomial over GF(2) whose coefficient of ``z^b`` is bit ``b``.
 * ``tmvp_blocks``: Toeplitz-matrix-vector product over GF(2) by the two-way Karatsuba
   split for Toeplitz matrices (Fan & Hasan, IEEE Trans. Comput. 56, 224, 2007), with a
   word-level base case computed with ``clmul``.
-* ``cyclic_product``: product in GF(2)[x]/(x^T - 1) by Schönhage's ternary FFT (Acta
-  Informatica 7, 395, 1977), pointwise products by Karatsuba (``_kmul``).
+* ``cyclic_products_range`` / ``cyclic_product``: products in GF(2)[x]/(x^T - 1) by
+  Schönhage's ternary FFT (Acta Informatica 7, 395, 1977), pointwise products by
+  Karatsuba (``_kmul``, leaves by 512-bit VPCLMULQDQ four columns at a time where the CPU
+  has it); one operand's transform shared by several products, only a bit range gathered.
 
 Performance notes (measured): loops over words use unsigned indices, because Numba's
 negative-index wrap-around on signed indices stops LLVM from vectorising them; the
 Karatsuba recursions run on explicit stacks, because Numba cannot cache self-recursive
-functions.
+functions; arrays are not handed to small inlined helpers in hot paths, because Numba
+then keeps atomic reference-count calls around them (~30 ns a call); large work arrays
+are reused per thread (``_workspace``), because fresh ones page-fault.
 """
 
 from __future__ import annotations
@@ -857,8 +861,6 @@ def _butterfly3(a: np.ndarray, tmp: np.ndarray, t: int, E: int, M: int, M3: int,
     i2 = i1 + M3 * E
     e = (step * j) % threeL
     e2 = (2 * step * j) % threeL
-    o1 = E
-    o2 = 2 * E
     ou = 3 * E
     ov = 4 * E
     ow = 5 * E
@@ -867,30 +869,25 @@ def _butterfly3(a: np.ndarray, tmp: np.ndarray, t: int, E: int, M: int, M3: int,
     u1 = np.uint64(i1)
     u2 = np.uint64(i2)
     uE = np.uint64(E)
-    q1 = np.uint64(o1)
-    q2 = np.uint64(o2)
     qu = np.uint64(ou)
     qv = np.uint64(ov)
     qw = np.uint64(ow)
     if not inverse:
+        # the sums go to scratch, the outputs straight into a (no copy back)
         for w in range(uE):
             x0 = a[u0 + w]
             x1 = a[u1 + w]
             x2 = a[u2 + w]
-            tmp[w] = x0 ^ x1 ^ x2
-            tmp[q1 + w] = 0
-            tmp[q2 + w] = 0
+            a[u0 + w] = x0 ^ x1 ^ x2
+            a[u1 + w] = 0
+            a[u2 + w] = 0
             tmp[qu + w] = x0 ^ x2
             tmp[qv + w] = x1 ^ x2
             tmp[qw + w] = x0 ^ x1
-        _mulpow_acc(tmp, o1, tmp, ou, e, L)
-        _mulpow_acc(tmp, o1, tmp, ov, (e + L) % threeL, L)
-        _mulpow_acc(tmp, o2, tmp, ow, e2, L)
-        _mulpow_acc(tmp, o2, tmp, ov, (e2 + L) % threeL, L)
-        for w in range(uE):
-            a[u0 + w] = tmp[w]
-            a[u1 + w] = tmp[q1 + w]
-            a[u2 + w] = tmp[q2 + w]
+        _mulpow_acc(a, i1, tmp, ou, e, L)
+        _mulpow_acc(a, i1, tmp, ov, (e + L) % threeL, L)
+        _mulpow_acc(a, i2, tmp, ow, e2, L)
+        _mulpow_acc(a, i2, tmp, ov, (e2 + L) % threeL, L)
     else:
         for w in range(uE):
             tmp[qu + w] = 0

@@ -32,6 +32,11 @@ bit for bit against the dense matrix product:
 
 ``method="auto"`` (the default) picks "ternary" or "clmul" by the size. See
 docs/security.md for why the family is two-universal and for measured throughput.
+
+Entry points: :func:`toeplitz_hash` (0/1 arrays), :func:`toeplitz_hash_packed` (packed
+bytes in and out, one key or several under one seed), :func:`toeplitz_hash_pair` (two
+keys, one seed: the seed's transform is computed once), :func:`privacy_amplification`
+(draws the seed). All give the same bits.
 """
 
 from __future__ import annotations
