@@ -45,7 +45,7 @@ from qkdnet.errors import (
     ProtocolAbort,
     VerificationFailed,
 )
-from qkdnet.postprocessing.amplification import toeplitz_hash
+from qkdnet.postprocessing.amplification import toeplitz_hash, toeplitz_hash_packed
 from qkdnet.postprocessing.authentication import (
     AuthenticatedChannel,
     Frame,
@@ -87,7 +87,7 @@ class PipelineConfig:
     #: Toeplitz hashing method of qkdnet.postprocessing.amplification ("auto": its
     #: bit-packed kernels, ~10x less CPU than "fft" once compiled; see ``warm_up``).
     amplification_method: Literal["auto", "clmul", "fft"] = "auto"
-    #: Run Alice's and Bob's privacy amplification concurrently (two threads).
+    #: Let privacy amplification (both ends' Toeplitz hashes) use two threads.
     concurrent_ends: bool = True
     #: Pre-shared key Alice and Bob start with for Wegman–Carter authentication, bits.
     preshared_key_bits: int = 1 << 16
@@ -175,20 +175,6 @@ class PipelineSummary:
     def auth_debt_bits(self) -> int:
         """Authentication key consumed and not yet repaid from a block's output."""
         return self.auth_consumed_bits - (self.secret_bits - self.net_secret_bits)
-
-
-def _pack(bits: np.ndarray) -> bytes:
-    return bytes(np.packbits(bits).tobytes())
-
-
-_EXECUTOR: list[ThreadPoolExecutor] = []
-
-
-def _executor() -> ThreadPoolExecutor:
-    """Two worker threads shared by every pipeline of the process (Alice's end, Bob's end)."""
-    if not _EXECUTOR:
-        _EXECUTOR.append(ThreadPoolExecutor(max_workers=2, thread_name_prefix="qkd-end"))
-    return _EXECUTOR[0]
 
 
 _BLOCK_POOLS: dict[int, ThreadPoolExecutor] = {}
@@ -438,27 +424,28 @@ class Pipeline:
                     f"no secret key: the finite-key bound gives {ell} bits "
                     f"(phase-error bound {est.phase_error:.3f}, {leaked} bits leaked)"
                 )
-            # Alice draws the public Toeplitz seed (n + ℓ - 1 bits) and sends it; then both
-            # ends hash their own key. They are two machines in reality, so the two hashes
-            # may run concurrently here too (the kernels release the GIL).
-            method = cfg.amplification_method
-            length = block.sifted_bits + ell - 1
-            seed_bytes = rng.bytes(-(-length // 8))
-            seed = np.unpackbits(np.frombuffer(seed_bytes, dtype=np.uint8), bitorder="little")[
-                :length
-            ]
-            messages.append(("alice", _pack(seed)))
-            if cfg.concurrent_ends:
-                pool = _executor()
-                fa = pool.submit(toeplitz_hash, block.alice_key, ell, seed, method)
-                fb = pool.submit(toeplitz_hash, corrected, ell, seed, method)
-                alice_final, bob_final = fa.result(), fb.result()
-            else:
-                alice_final = toeplitz_hash(block.alice_key, ell, seed, method)
-                bob_final = toeplitz_hash(corrected, ell, seed, method)
+            # Alice draws the public Toeplitz seed (n + ℓ - 1 bits, packed LSB first) and
+            # sends it; then both ends hash their own key. In this one-process simulation
+            # the two hashes share the seed's preparation (toeplitz_hash_packed with two
+            # rows: one seed transform instead of two); the keys are the same as hashing
+            # each end on its own.
+            length = n + ell - 1
+            seed = np.frombuffer(rng.bytes(-(-length // 8)), dtype=np.uint8).copy()
+            if length % 8:
+                seed[-1] &= (1 << (length % 8)) - 1  # bits past the seed are not sent
+            messages.append(("alice", seed.tobytes()))
+            keys = np.stack([
+                np.packbits(block.alice_key, bitorder="little"),
+                np.packbits(corrected, bitorder="little"),
+            ])
+            finals = toeplitz_hash_packed(
+                keys, n, ell, seed, cfg.amplification_method, threads=cfg.concurrent_ends
+            )
             seconds["amplify"] = self._now() - t
-            if not hmac.compare_digest(_pack(alice_final), _pack(bob_final)):
+            if not hmac.compare_digest(finals[0].tobytes(), finals[1].tobytes()):
                 raise VerificationFailed("final keys differ after privacy amplification")
+            alice_final = np.unpackbits(finals[0], count=ell, bitorder="little")
+            bob_final = np.unpackbits(finals[1], count=ell, bitorder="little")
             done.ell = ell
             done.alice_final = alice_final
             done.bob_final = bob_final
