@@ -10,6 +10,8 @@ Independent truths used here:
 
 from __future__ import annotations
 
+from math import gcd
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -31,21 +33,46 @@ def _pair(n: int, qber: float, seed: int) -> tuple[np.ndarray, np.ndarray, float
     return a, a ^ e, float(e.mean()) if n else 0.0
 
 
+_MASK = (1 << 64) - 1
+
+
+def _splitmix64(seed: int, m: int) -> int:
+    z = (seed + m * 0x9E3779B97F4A7C15) & _MASK
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+    return z ^ (z >> 31)
+
+
 def _fisher_yates(seed: int, n: int) -> np.ndarray:
     """Pure-Python reference of the documented shuffle: splitmix64 from ``seed`` drives a
     Fisher-Yates pass from the top, ``j = (r >> 32) * (i + 1) >> 32``."""
-    mask = (1 << 64) - 1
-    state = seed
     perm = list(range(n))
-    for i in range(n - 1, 0, -1):
-        state = (state + 0x9E3779B97F4A7C15) & mask
-        z = state
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
-        z ^= z >> 31
-        j = ((z >> 32) * (i + 1)) >> 32
+    for m, i in enumerate(range(n - 1, 0, -1), start=1):
+        j = ((_splitmix64(seed, m) >> 32) * (i + 1)) >> 32
         perm[i], perm[j] = perm[j], perm[i]
     return np.array(perm, dtype=np.int64)
+
+
+def _seeded_permutation(seed: int, n: int) -> np.ndarray:
+    """Pure-Python reference of a seeded pass (mult = 0 announced, off = the seed), as
+    documented in ``_cascade_core.seeded_pass``: an affine map with mult, off drawn from
+    splitmix64 outputs 1, 2, ... (mult redrawn until it is a unit mod n), then a
+    Fisher-Yates shuffle of the n // 64 whole 64-bit words of the key."""
+    seed &= _MASK
+    m, mult = 0, 1
+    if n > 2:
+        while True:
+            m += 1
+            mult = 1 + (((_splitmix64(seed, m) >> 32) * (n - 1)) >> 32)
+            if gcd(mult, n) == 1:
+                break
+    m += 1
+    off = ((_splitmix64(seed, m) >> 32) * n) >> 32
+    words = _fisher_yates(_splitmix64(seed, m + 1), n >> 6)
+    y = (mult * np.arange(n, dtype=np.int64) + off) % n
+    whole = y < (n >> 6) << 6
+    y[whole] = words[y[whole] >> 6] * 64 + (y[whole] & 63)
+    return y
 
 
 def _replay(alice, bob, qber, variant, transcript):
@@ -69,8 +96,8 @@ def _replay(alice, bob, qber, variant, transcript):
             i += 1
             if m.kind == "parities":
                 mult, off, bits = m.payload
-                if mult == 0:  # explicit shuffle: Fisher-Yates from the announced seed
-                    perm = _fisher_yates(off, n)
+                if mult == 0:  # seeded pass: its permutation from the announced seed
+                    perm = _seeded_permutation(off, n)
                 else:
                     perm = (mult * np.arange(n, dtype=np.int64) + off) % n
                 assert np.unique(perm).size == n, "announced shuffle is not a permutation"
@@ -286,3 +313,46 @@ def test_non_binary_input_rejected():
             0.02,
             np.random.default_rng(0),
         )
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.one_of(st.integers(1, 300), st.integers(300, 20_000)),
+    seed=st.integers(0, 2**63 - 1),
+    seeded=st.booleans(),
+)
+def test_pass_order_fill_equals_the_written_out_permutation(n: int, seed: int, seeded: bool):
+    """Alice's key and Bob's error bits in the order of a pass (the vectorised
+    word-at-a-time fill) equal a[perm[t]] and e[perm[t]] for t = 0..n-1, packed LSB
+    first, with perm written out by the plain-Python references: the affine map, or the
+    seeded permutation (its word shuffle included)."""
+    from qkdnet.postprocessing._cascade_core import _fill_bits, _fisher_yates, seeded_pass
+
+    rng = np.random.default_rng(seed % 2**32)
+    a = rng.integers(0, 2, n, dtype=np.uint8)
+    e = rng.integers(0, 2, n, dtype=np.uint8)
+    nbytes = ((n + 63) >> 6) << 3
+    pe = np.zeros(nbytes, dtype=np.uint16)
+    pe[: (n + 7) >> 3] = np.packbits(a, bitorder="little")
+    pe[: (n + 7) >> 3] |= np.packbits(e, bitorder="little").astype(np.uint16) << 8
+    wtab = np.zeros((1, n >> 6), dtype=np.int32)
+    if seeded:
+        mult, off, _inv, word_seed = seeded_pass(seed, n)
+        _fisher_yates(wtab[0], np.uint64(word_seed), n >> 6)
+        perm = _seeded_permutation(seed, n)
+    else:
+        mult = 1
+        if n > 2:
+            mult = int(rng.integers(1, n))
+            while gcd(mult, n) != 1:
+                mult = int(rng.integers(1, n))
+        off = int(rng.integers(0, n))
+        perm = (mult * np.arange(n, dtype=np.int64) + off) % n
+    words = (n >> 6) + 1
+    abits = np.full((2, words), 0xDEADBEEF, dtype=np.uint64)  # stale contents
+    ebits = np.full((2, words), 0xDEADBEEF, dtype=np.uint64)
+    _fill_bits(abits, ebits, 1, pe, n, wtab, 0 if seeded else -1, mult, off)
+    for got, src in ((abits[1], a), (ebits[1], e)):
+        want = np.zeros(words * 64, dtype=np.uint8)
+        want[:n] = src[perm]
+        assert np.array_equal(got, np.packbits(want, bitorder="little").view("<u8"))

@@ -4,16 +4,20 @@ Simulates both parties in one process but keeps their knowledge apart: every dec
 depends only on what Bob holds plus the parities Alice disclosed, and every message is
 written to the transcript in the order it would be sent.
 
-Data layout, per pass ``p`` (permutation ``t -> (mult*t + off) mod n``):
+Data layout, per pass ``p`` (permutation ``t -> (mult*t + off) mod n``, for a seeded pass
+followed by a shuffle of the key's 64-bit words, see :func:`seeded_pass`):
 
 * ``blockerr[p, blk]`` — parity of the *errors* (Alice xor Bob) in a block: what Bob learns
   by comparing Alice's disclosed parity with his own.
 * ``ebits[p]`` — Bob's error indicator in pass-``p`` order, a bitset, for passes with
   blocks of at most ``SMALL_BLOCK`` bits (flip O(1), range parity over a few 64-bit
-  words). Passes with larger blocks are searched rarely (a handful of rounds per key):
-  for each such round Bob's remaining errors are mapped to pass order and sorted
-  (``epos``), and the error parity of a range is the parity of a difference of two
-  binary-search ranks; a correction then costs nothing in those passes but a block flip.
+  words), filled with ``abits[p]`` from the same gathered indices when the pass starts
+  (``pe`` keeps Alice's key and Bob's error indicator side by side in key order; the
+  block error parities then come from the bitset). Passes with larger blocks are
+  searched rarely (a handful of rounds per key): for each such round Bob's remaining
+  errors are mapped to pass order and sorted (``epos``), and the error parity of a range
+  is the parity of a difference of two binary-search ranks; a correction then costs
+  nothing in those passes but a block flip.
   (An earlier version kept a XOR Fenwick tree per large pass and paid ~19 updates per
   pass for every correction.)
 * ``abits[p]`` — Alice's key in pass-``p`` order, packed 64 bits to a word (Alice's side
@@ -114,6 +118,20 @@ def _popcount(typingctx, x):  # noqa: ANN001 - Numba's intrinsic protocol
     return types.uint64(types.uint64), codegen
 
 
+@intrinsic
+def _trailing_zeros(typingctx, x):  # noqa: ANN001 - Numba's intrinsic protocol
+    # LLVM's cttz on a uint64 (TZCNT): the index of the lowest set bit, 64 for 0
+    if x != types.uint64:
+        return None
+
+    def codegen(context, builder, signature, args):  # noqa: ANN001
+        fnty = ir.FunctionType(ir.IntType(64), [ir.IntType(64), ir.IntType(1)])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.cttz.i64")
+        return builder.call(fn, [args[0], ir.Constant(ir.IntType(1), 0)])
+
+    return types.uint64(types.uint64), codegen
+
+
 @njit(cache=True, inline="always")
 def _word_parity(x: np.uint64) -> int:
     # parity of a word: the low bit of its population count (one POPCNT instead of a
@@ -154,65 +172,116 @@ def _pos(j: int, n: int, off: int, inv: int, ninv: float) -> int:
     return r
 
 
+@njit(cache=True, inline="always")
+def _to_pass(
+    j: int, n: int, off: int, inv: int, ninv: float, winv: np.ndarray, row: int, nw64: int
+) -> int:
+    # pass position of key index j: (seeded passes, row >= 0) the word shuffle undone
+    # for indices in whole words, then the affine map inverted
+    y = j
+    if row >= 0 and j < nw64:
+        y = (int(winv[row, np.uint64(j >> 6)]) << 6) | (j & 63)
+    return _pos(y, n, off, inv, ninv)
+
+
+@njit(cache=True, inline="always")
+def _to_key(
+    t: int, n: int, mult: int, off: int, ninv: float, wtab: np.ndarray, row: int, nw64: int
+) -> int:
+    # key index at pass position t (the inverse of _to_pass); (mult t + off) mod n is
+    # reduced with the float reciprocal, as in _pos (the product is < 2^62)
+    x = mult * t + off
+    y = x - int(x * ninv) * n
+    while y < 0:
+        y += n
+    while y >= n:
+        y -= n
+    if row >= 0 and y < nw64:
+        y = (int(wtab[row, np.uint64(y >> 6)]) << 6) | (y & 63)
+    return y
+
+
 @njit(cache=True, nogil=True)
 def _fill_bits(
-    abits: np.ndarray, p: int, packed: np.ndarray, n: int, ptab: np.ndarray, row_index: int,
-    mult: int, off: int,
+    abits: np.ndarray, ebits: np.ndarray, p: int, pe: np.ndarray,
+    n: int, wtab: np.ndarray, row_index: int, mult: int, off: int,
 ) -> None:
-    # Alice's key in pass-p order, packed 64 to a word (bit t of the pass is bit t & 63 of
-    # word t >> 6), through the explicit permutation ptab[row_index] when row_index >= 0,
-    # else the affine map. At n/8 bytes per pass it stays in cache during the searches,
-    # and the parity of any range is a few word XORs (a block of 64 is one word).
+    # Alice's key and Bob's current errors in pass-p order, packed 64 to a word (bit t
+    # of the pass is bit t & 63 of word t >> 6), into abits[p] and ebits[p]. At n/8
+    # bytes per pass they stay in cache during the searches, and the parity of any range
+    # is a few word XORs (a block of 64 is one word). pe[i] holds key bits 8i..8i+7 of
+    # Alice in its low byte and Bob's error indicator in its high byte, so one load
+    # gives both bits (scattering every error through the permutation instead cost a
+    # multiply-reduce, a division and a random write per error).
+    # Pass position t maps to y = (mult t + off) mod n, which is the key index for an
+    # affine pass (row_index < 0); for a seeded pass y is then moved by the word shuffle:
+    # key index 64 wtab[row_index, y >> 6] + (y & 63) when y < 64 (n >> 6), y above.
+    # Word w holds y = base_w + (c mult mod n) mod n, c = 0..63, base_w = (64 w mult +
+    # off) mod n: the 64 indices of a word are independent, so the inner loop vectorises
+    # (gathers) instead of stepping one serial add at a time (0.29 -> 0.18 ms per
+    # 5e5-bit affine fill).
     # Unsigned indices: with signed ones Numba adds a wrap-around fix for negative
     # indices to every load (~25 % of these gather loops).
-    word = np.uint64(0)
     u3 = np.uint64(3)
     u7 = np.uint64(7)
     one = np.uint64(1)
+    tbl = np.empty(64, dtype=np.uint32)
+    for c in range(64):
+        tbl[c] = np.uint32((c * mult) % n)
+    step = (64 * mult) % n
+    un = np.uint32(n)
+    u3w = np.uint32(3)
+    u7w = np.uint32(7)
+    u8w = np.uint32(8)
+    onew = np.uint32(1)
+    base = off % n
+    full = n >> 6
     if row_index >= 0:
-        row = ptab[row_index]
-        for t in range(n):
-            j = np.uint64(row[t])
-            word |= ((np.uint64(packed[j >> u3]) >> (j & u7)) & one) << np.uint64(t & 63)
-            if (t & 63) == 63:
-                abits[p, t >> 6] = word
-                word = np.uint64(0)
-    else:
-        # affine: word w holds key indices base_w + (c mult mod n) mod n, c = 0..63, with
-        # base_w = off + 64 w mult mod n; the 64 indices of a word are independent, so
-        # the inner loop vectorises (gathers) instead of stepping one serial add at a
-        # time: 0.29 -> 0.18 ms per 5e5-bit fill
-        tbl = np.empty(64, dtype=np.uint32)
-        for c in range(64):
-            tbl[c] = np.uint32((c * mult) % n)
-        step = (64 * mult) % n
-        un = np.uint32(n)
-        u3w = np.uint32(3)
-        u7w = np.uint32(7)
-        base = off % n
-        full = n >> 6
-        for w in range(full):
-            ub = np.uint32(base)
-            word = np.uint64(0)
+        wrow = wtab[row_index]
+        nw64 = np.uint32(full << 6)
+        u6 = np.uint32(6)
+        u63 = np.uint32(63)
+    for w in range(full):
+        ub = np.uint32(base)
+        word = np.uint64(0)
+        eword = np.uint64(0)
+        if row_index >= 0:
+            for c in range(64):
+                y = ub + tbl[c]  # < 2^32: both terms are < n < 2^31
+                y = y - un if y >= un else y
+                moved = (np.uint32(wrow[y >> u6]) << u6) | (y & u63)
+                j = moved if y < nw64 else y
+                v = np.uint32(pe[j >> u3w]) >> (j & u7w)
+                word |= np.uint64(v & onew) << np.uint64(c)
+                eword |= np.uint64((v >> u8w) & onew) << np.uint64(c)
+        else:
             for c in range(64):
                 j = ub + tbl[c]  # < 2^32: both terms are < n < 2^31
                 j = j - un if j >= un else j
-                bit = (packed[j >> u3w] >> (j & u7w)) & np.uint8(1)
-                word |= np.uint64(bit) << np.uint64(c)
-            abits[p, w] = word
-            base += step
-            if base >= n:
-                base -= n
-        uj = np.uint64(base)
-        um = np.uint64(mult)
-        un64 = np.uint64(n)
-        word = np.uint64(0)
-        for t in range(full << 6, n):
-            word |= ((np.uint64(packed[uj >> u3]) >> (uj & u7)) & one) << np.uint64(t & 63)
-            uj += um
-            if uj >= un64:
-                uj -= un64
+                v = np.uint32(pe[j >> u3w]) >> (j & u7w)
+                word |= np.uint64(v & onew) << np.uint64(c)
+                eword |= np.uint64((v >> u8w) & onew) << np.uint64(c)
+        abits[p, w] = word
+        ebits[p, w] = eword
+        base += step
+        if base >= n:
+            base -= n
+    # the tail word (n not a multiple of 64), one position at a time
+    word = np.uint64(0)
+    eword = np.uint64(0)
+    for t in range(full << 6, n):
+        y = base
+        if row_index >= 0 and y < (full << 6):
+            y = (int(wtab[row_index, y >> 6]) << 6) | (y & 63)
+        uj = np.uint64(y)
+        v64 = np.uint64(pe[uj >> u3]) >> (uj & u7)
+        word |= (v64 & one) << np.uint64(t & 63)
+        eword |= ((v64 >> np.uint64(8)) & one) << np.uint64(t & 63)
+        base += mult
+        if base >= n:
+            base -= n
     abits[p, n >> 6] = word
+    ebits[p, n >> 6] = eword
 
 
 @njit(cache=True, nogil=True)
@@ -295,7 +364,7 @@ _FY_BATCH = 64
 
 
 @njit(cache=True, nogil=True)
-def _fisher_yates(perm: np.ndarray, seed: int, n: int) -> None:
+def _fisher_yates(perm: np.ndarray, seed: int | np.uint64, n: int) -> None:
     # Fisher–Yates of 0..n-1 into perm (a row of a preallocated table): writing in place
     # spares the 4 MB of temporaries per pass (and their page faults) that a fresh
     # arange/astype/copy costs at 5e5 bits. Step m (m = 1, 2, ...; i = n - m) swaps
@@ -337,24 +406,54 @@ def _shuffle_into(perm: np.ndarray, inv: np.ndarray, seed: int, n: int) -> None:
         inv[np.uint64(perm[t])] = t
 
 
+@njit(cache=True, inline="always")
+def _splitmix64(seed: np.uint64, m: int) -> np.uint64:
+    # output m (m = 1, 2, ...) of splitmix64 started from state seed (as in _fisher_yates)
+    z = seed + np.uint64(m) * np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
 @njit(cache=True, nogil=True)
-def _invert_and_fill(
-    perm: np.ndarray, inv: np.ndarray, n: int, abits: np.ndarray, p: int, packed: np.ndarray
-) -> None:
-    # the inverse of perm and Alice's key in pass-p order (what _fill_bits writes for an
-    # explicit pass) in one sequential read of perm instead of two
-    word = np.uint64(0)
-    u3 = np.uint64(3)
-    u7 = np.uint64(7)
-    one = np.uint64(1)
-    for t in range(n):
-        j = np.uint64(perm[t])
-        inv[j] = t
-        word |= ((np.uint64(packed[j >> u3]) >> (j & u7)) & one) << np.uint64(t & 63)
-        if (t & 63) == 63:
-            abits[p, t >> 6] = word
-            word = np.uint64(0)
-    abits[p, n >> 6] = word
+def seeded_pass(seed: int, n: int) -> tuple[int, int, int, np.uint64]:
+    """The parameters of a seeded pass permutation over ``n`` positions:
+    ``(mult, off, mult^-1 mod n, word_seed)``.
+
+    Drawn from splitmix64 outputs m = 1, 2, ... of ``seed`` (``r_m`` = the top 32 bits):
+    ``mult = 1 + floor(r_m (n - 1) / 2^32)`` for the first m that gives ``gcd(mult, n) =
+    1`` (``mult = 1`` when n <= 2), then ``off = floor(r (n) / 2^32)`` from the next
+    output and ``word_seed`` = the full output after that, which seeds the Fisher–Yates
+    shuffle (:func:`random_permutation`) of the ``n >> 6`` whole 64-position words.
+    Pass position t (t < 64 (n >> 6)) is key index ``(mult y + off) mod n`` with ``y =
+    64 perm[t >> 6] + (t & 63)``; the tail positions keep ``y = t``.
+    """
+    s = np.uint64(seed)
+    m = 0
+    mult = 1
+    if n > 2:
+        while True:
+            m += 1
+            r = _splitmix64(s, m) >> np.uint64(32)
+            mult = 1 + int((r * np.uint64(n - 1)) >> np.uint64(32))
+            x, y = mult, n
+            while y:
+                x, y = y, x % y
+            if x == 1:
+                break
+    m += 1
+    off = int(((_splitmix64(s, m) >> np.uint64(32)) * np.uint64(n)) >> np.uint64(32))
+    word_seed = _splitmix64(s, m + 1)
+    # mult^-1 mod n by the extended Euclidean algorithm
+    inv = 0
+    if n > 1:
+        r0, r1, t0, t1 = n, mult, 0, 1
+        while r1:
+            qq = r0 // r1
+            r0, r1 = r1, r0 - qq * r1
+            t0, t1 = t1, t0 - qq * t1
+        inv = t0 % n
+    return mult, off, inv, word_seed
 
 
 @njit(cache=True, nogil=True)
@@ -372,16 +471,6 @@ def random_permutation(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @njit(cache=True, nogil=True)
-def shuffle_tables_kernel(n: int, offs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``k`` passes' permutations (seeds ``offs[p]``) and inverses, ``(k, n)``."""
-    ptab = np.empty((k, n), dtype=np.int32)
-    itab = np.empty((k, n), dtype=np.int32)
-    for p in range(k):
-        _shuffle_into(ptab[p], itab[p], offs[p], n)
-    return ptab, itab
-
-
-@njit(cache=True, nogil=True)
 def reconcile_frame(
     a: np.ndarray,
     b: np.ndarray,
@@ -395,11 +484,11 @@ def reconcile_frame(
     wknown: np.ndarray,
     wbits: np.ndarray,
 ) -> tuple[np.ndarray, int, np.ndarray, int, int]:
-    """One frame end to end in one call (shuffle tables, Alice's packed key, the error
-    list, :func:`cascade_kernel`), so a frame costs one GIL-free call. ``b`` is corrected
-    in place. Passes with ``mults[p] == 0`` are explicit (Fisher–Yates from the seed
-    ``offs[p]``), the others affine. ``wperm`` (int32, >= 2 n times the explicit passes),
-    ``wknown`` (uint8, >= passes n) and ``wbits``
+    """One frame end to end in one call (word-shuffle tables, Alice's packed key, the
+    error list, :func:`cascade_kernel`), so a frame costs one GIL-free call. ``b`` is
+    corrected in place. Passes with ``mults[p] == 0`` are seeded (:func:`seeded_pass` of
+    ``offs[p]``), the others affine. ``wperm`` (int32, >= 2 (n/64 + 1) times the seeded
+    passes), ``wknown`` (uint8, >= passes n) and ``wbits``
     (uint64, >= 2 passes (n/64 + 1)) are scratch space reused from call to call: fresh
     memory costs a page fault per 4 KiB, which was a tenth of the frame's time. Their
     contents on entry do not matter."""
@@ -412,49 +501,66 @@ def reconcile_frame(
         if mults[p] == 0:
             prow[p] = k
             k += 1
-    ptab = wperm[: k * n].reshape((k, n))
-    itab = wperm[k * n : 2 * k * n].reshape((k, n))
+    nw = n >> 6  # whole words, the ones the word shuffle moves
+    wtab = wperm[: k * nw].reshape((k, nw))
+    winv = wperm[k * nw : 2 * k * nw].reshape((k, nw))
     words = (n >> 6) + 1
     known = wknown[: npass * n].reshape((npass, n))
     abits = wbits[: npass * words].reshape((npass, words))
     ebits = wbits[npass * words : 2 * npass * words].reshape((npass, words))
-    # Alice's key packed LSB first, a byte at a time, and the number of differences: two
-    # plain loops the compiler vectorises (a read-modify-write of the output per bit was
-    # 3x slower)
-    packed = np.zeros((n + 7) >> 3, dtype=np.uint8)
+    # Alice's key and Bob's error indicator (a xor b) packed LSB first, a byte at a time
+    # in a loop the compiler vectorises (a read-modify-write of the output per bit was 3x
+    # slower): pe[i] = Alice's bits 8i..8i+7 | Bob's error bits << 8 (see _fill_bits),
+    # and the error bits alone in whole 64-bit words, for the sorted error list from
+    # their set bits (count and position by POPCNT and TZCNT: no branch per key bit,
+    # which mispredicted at every error)
+    nwords = (n + 63) >> 6
+    pe = np.zeros(nwords << 3, dtype=np.uint16)
+    epacked = np.zeros(nwords << 3, dtype=np.uint8)
     full = n >> 3
     for q in range(full):
         v = 0
+        e = 0
         for r in range(8):
             v |= a[8 * q + r] << r
-        packed[q] = v
+            e |= (a[8 * q + r] ^ b[8 * q + r]) << r
+        epacked[q] = e
+        pe[q] = v | (e << 8)
     for i in range(8 * full, n):
-        packed[i >> 3] |= np.uint8(a[i] << (i & 7))
+        epacked[i >> 3] |= np.uint8((a[i] ^ b[i]) << (i & 7))
+        pe[i >> 3] |= np.uint16((a[i] | ((a[i] ^ b[i]) << 8)) << (i & 7))
+    ewords = epacked.view(np.uint64)
     nerr = 0
-    for i in range(n):
-        nerr += a[i] ^ b[i]  # bits are 0/1
+    for q in range(nwords):
+        nerr += int(_popcount(ewords[q]))  # type: ignore[call-arg]
     errs = np.empty(nerr, dtype=np.int64)
     w = 0
-    for i in range(n):
-        if a[i] != b[i]:
-            errs[w] = i
+    for q in range(nwords):
+        x = ewords[q]
+        while x:
+            errs[w] = (q << 6) + int(_trailing_zeros(x))  # type: ignore[call-arg]
             w += 1
-    # The explicit passes' tables; for those with small blocks (whose Alice bits are
-    # needed as soon as the pass starts) the inverse and those bits in one go.
-    prefilled = np.zeros(npass, dtype=np.uint8)
+            x &= x - np.uint64(1)
+    # The seeded passes: their affine part and the word shuffle (n/64 entries: a few
+    # tens of KB, where a Fisher-Yates of all n positions and its inverse were 4 MB and
+    # ~2 ms per 10^6 bits)
+    amults = mults.copy()
+    aoffs = offs.copy()
+    ainvs = invs.copy()
     for p in range(npass):
         r = prow[p]
         if r < 0:
             continue
-        if ks[p] <= SMALL_BLOCK:
-            _fisher_yates(ptab[r], offs[p], n)
-            _invert_and_fill(ptab[r], itab[r], n, abits, p, packed)
-            prefilled[p] = 1
-        else:
-            _shuffle_into(ptab[r], itab[r], offs[p], n)
+        mult, off, inv, wseed = seeded_pass(offs[p], n)
+        amults[p] = mult
+        aoffs[p] = off
+        ainvs[p] = inv
+        _fisher_yates(wtab[r], wseed, nw)
+        for w in range(nw):
+            winv[r, np.uint64(wtab[r, w])] = w
     return cascade_kernel(
-        a, b, packed, ptab, itab, prow, errs, ks, mults, offs, invs, reuse, infer_last,
-        known, abits, ebits, prefilled,
+        a, b, pe, wtab, winv, prow, errs, ks, mults, offs, amults, aoffs, ainvs,
+        reuse, infer_last, known, abits, ebits,
     )
 
 
@@ -462,34 +568,36 @@ def reconcile_frame(
 def cascade_kernel(
     a: np.ndarray,
     b: np.ndarray,
-    packed: np.ndarray,
-    ptab: np.ndarray,
-    itab: np.ndarray,
+    pe: np.ndarray,
+    wtab: np.ndarray,
+    winv: np.ndarray,
     prow: np.ndarray,
     errs0: np.ndarray,
     ks: np.ndarray,
     mults: np.ndarray,
     offs: np.ndarray,
-    invs: np.ndarray,
+    amults: np.ndarray,
+    aoffs: np.ndarray,
+    ainvs: np.ndarray,
     reuse: bool,
     infer_last: bool,
     known: np.ndarray,
     abits: np.ndarray,
     ebits: np.ndarray,
-    prefilled: np.ndarray,
 ) -> tuple[np.ndarray, int, np.ndarray, int, int]:
     """Run Cascade in place on ``b``; return (b, leaked bits, transcript, length, messages).
-
-    ``prefilled[p]`` (uint8) says that row ``p`` of ``abits`` already holds Alice's key in
-    pass-``p`` order (written with the shuffle tables), so the pass does not refill it.
 
     ``known`` (uint8, ``(passes, n)``), ``abits`` and ``ebits`` (uint64,
     ``(passes, n/64 + 1)``) are scratch space; each row is cleared or filled before use.
 
-    ``packed`` is Alice's key packed LSB first; a pass with ``prow[p] >= 0`` is shuffled
-    by the explicit permutation ``ptab[prow[p]]`` (inverse ``itab[prow[p]]``), the others
-    by the affine map of ``mults``/``offs``/``invs``; ``errs0`` lists the positions where the
-    keys differ (the simulation's knowledge, used only to drive Bob's side sparsely).
+    ``pe`` (uint16) holds Alice's key packed LSB first in its low bytes and Bob's error
+    indicator (a xor b) packed the same way in its high bytes, which the kernel keeps up
+    to date. ``mults``/``offs`` are the announced
+    permutations; ``amults``/``aoffs``/``ainvs`` the affine maps they stand for (for a
+    seeded pass, ``prow[p] >= 0``, those of :func:`seeded_pass`, composed with the word
+    shuffle ``wtab[prow[p]]``, inverse ``winv[prow[p]]``). ``errs0`` lists the positions
+    where the keys differ (the simulation's knowledge, used only to drive Bob's side
+    sparsely).
     """
     n = a.shape[0]
     npass = ks.shape[0]
@@ -521,6 +629,7 @@ def cascade_kernel(
     nerr = errs.shape[0]
 
     ninv = 1.0 / n
+    nw64 = (n >> 6) << 6  # positions in whole words (seeded passes shuffle those)
     buf = np.empty(1024, dtype=np.uint8)
     pos = 0
     leak = 0
@@ -530,9 +639,9 @@ def cascade_kernel(
     for p in range(npass):
         k = ks[p]
         nb = nblocks[p]
-        mult = mults[p]
-        off = offs[p]
-        inv = invs[p]
+        am = amults[p]
+        ao = aoffs[p]
+        ai = ainvs[p]
         rp = prow[p]
         # --- Alice: parities of the blocks of this pass (the last one is implied by the
         # parity of the whole key once that is public, so it is not sent).
@@ -543,41 +652,51 @@ def cascade_kernel(
             bits = np.empty(nb, dtype=np.uint8)
         if k <= SMALL_BLOCK:
             # many small blocks, searched often: keep the whole pass
-            if not prefilled[p]:
-                _fill_bits(abits, p, packed, n, ptab, rp, mult, off)
+            _fill_bits(abits, ebits, p, pe, n, wtab, rp, am, ao)
             have[p] = 1
-            ebits[p, :] = 0
             known[p, :] = 0
             for blk in range(nsend):
                 bits[blk] = _bits_range(abits, p, blk * k, min(n, (blk + 1) * k))
         else:
             # a few large blocks, rarely searched: parities only, the prefix on demand
-            if rp < 0 and 4 * k >= n:
-                _affine_block_parities(bits, nsend, k, a, n, off, inv)
+            if rp >= 0:
+                # a seeded pass with large blocks (QBER below ~0.3 %): its pass order
+                # costs one fill, as for a searched affine pass
+                _fill_bits(abits, ebits, p, pe, n, wtab, rp, am, ao)
+                have[p] = 1
+                known[p, :] = 0
+                for blk in range(nsend):
+                    bits[blk] = _bits_range(abits, p, blk * k, min(n, (blk + 1) * k))
+            elif 4 * k >= n:
+                _affine_block_parities(bits, nsend, k, a, n, ao, ai)
             else:
-                _block_parities(bits, nsend, k, rp, packed, n, ptab, mult, off)
+                _block_parities(bits, nsend, k, -1, pe, n, wtab, am, ao)
         buf = _grow(buf, pos, 22 + (nsend + 7) // 8)
         pos = _header(buf, pos, MSG_PARITIES, p, nsend)
-        pos = _put_u64(buf, pos, mult)
-        pos = _put_u64(buf, pos, off)
+        pos = _put_u64(buf, pos, mults[p])
+        pos = _put_u64(buf, pos, offs[p])
         pos = _put_bits(buf, pos, bits, nsend)
         messages += 1
         leak += nsend
         total_parity_known = True
 
-        # --- Bob: error parity of each block from the errors still present.
-        w = 0
-        for i in range(nerr):
-            jj = errs[i]
-            if a[jj] != b[jj]:
-                errs[w] = jj
-                w += 1
-        nerr = w
-        for i in range(nerr):
-            t = int(itab[rp, errs[i]]) if rp >= 0 else _pos(errs[i], n, off, inv, ninv)
-            blockerr[p, t // k] ^= 1
-            if k <= SMALL_BLOCK:
-                ebits[p, t >> 6] ^= np.uint64(1) << np.uint64(t & 63)
+        # --- Bob: error parity of each block from the errors still present: from the
+        # error bitset just filled in pass order (small blocks), else from the list of
+        # errors (a large-block pass comes when few are left)
+        if k <= SMALL_BLOCK:
+            for blk in range(nb):
+                blockerr[p, blk] = _bits_range(ebits, p, blk * k, min(n, (blk + 1) * k))
+        else:
+            w = 0
+            for i in range(nerr):
+                jj = errs[i]
+                if a[jj] != b[jj]:
+                    errs[w] = jj
+                    w += 1
+            nerr = w
+            for i in range(nerr):
+                t = _to_pass(errs[i], n, ao, ai, ninv, winv, rp, nw64)
+                blockerr[p, t // k] ^= 1
         for blk in range(nb):
             if blockerr[p, blk] and not inlist[p, blk]:
                 inlist[p, blk] = 1
@@ -594,8 +713,8 @@ def cascade_kernel(
             if q < 0:
                 break
             kq = ks[q]
-            mq = mults[q]
-            oq = offs[q]
+            mq = amults[q]
+            oq = aoffs[q]
             rq = prow[q]
             # blocks still odd, ascending (the order Bob lists them in)
             m = 0
@@ -634,7 +753,7 @@ def cascade_kernel(
             ne = 0
             if not small:
                 if not have[q]:
-                    _fill_bits(abits, q, packed, n, ptab, rq, mq, oq)
+                    _fill_bits(abits, ebits, q, pe, n, wtab, rq, mq, oq)
                     have[q] = 1
                     known[q, :] = 0
                 # Bob's remaining errors in pass-q order, sorted: the error parity of a
@@ -647,9 +766,7 @@ def cascade_kernel(
                     if a[jj] != b[jj]:
                         errs[w] = jj
                         w += 1
-                        epos[ne] = int(itab[rq, jj]) if rq >= 0 else _pos(
-                            jj, n, oq, invs[q], ninv
-                        )
+                        epos[ne] = _to_pass(jj, n, oq, ainvs[q], ninv, winv, rq, nw64)
                         ne += 1
                 nerr = w
                 epos[:ne].sort()
@@ -688,12 +805,13 @@ def cascade_kernel(
                 if d > maxd:
                     maxd = d
                 # Bob flips the bit; every pass so far sees one block change parity
-                jflip = int(ptab[rq, np.uint64(lo)]) if rq >= 0 else (mq * lo + oq) % n
+                jflip = _to_key(lo, n, mq, oq, ninv, wtab, rq, nw64)
                 ujf = np.uint64(jflip)
                 b[ujf] ^= 1
+                pe[ujf >> np.uint64(3)] ^= np.uint16(256) << np.uint16(jflip & 7)
                 for r in range(p + 1):
                     rr = prow[r]
-                    tr = int(itab[rr, ujf]) if rr >= 0 else _pos(jflip, n, offs[r], invs[r], ninv)
+                    tr = _to_pass(jflip, n, aoffs[r], ainvs[r], ninv, winv, rr, nw64)
                     br = np.uint64(tr // ks[r])
                     blockerr[r, br] ^= 1
                     if ks[r] <= SMALL_BLOCK:
