@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qkdnet.postprocessing._gf2 import _kmul, _kmul_base, _xor_bits
+from qkdnet.postprocessing._gf2 import (
+    TMVP_BASE_WORDS,
+    _kmul,
+    _kmul_base,
+    _tmvp_base_even,
+    _tmvp_rec,
+    _xor_bits,
+)
 
 
 def _pack(bits: np.ndarray) -> np.ndarray:
@@ -71,3 +78,26 @@ def test_xor_bits_against_bit_by_bit(dbit: int, sbit: int, nbits: int, s: int) -
     want[dbit:dbit + nbits] ^= src_bits[sbit:sbit + nbits]
     assert dst[0] == 0
     assert np.array_equal(_unpack(dst[1:], 64 * 16), want)
+
+
+@pytest.mark.parametrize("W", list(range(4, 67, 2)) + [96, 128, 200, 256])
+def test_toeplitz_product_every_size_at_unaligned_offsets(W: int) -> None:
+    # y = T(a) x with T[i, j] = a[i - j + 64W - 1] (bits) is bits 64W-1 .. 128W-2 of the
+    # product a(z) x(z): checked against numpy's integer convolution, at odd word offsets,
+    # for the even-W base case and for the Karatsuba split above it.
+    rng = np.random.default_rng(2000 + W)
+    a = rng.integers(0, 2, 128 * W, dtype=np.uint8)
+    x = rng.integers(0, 2, 64 * W, dtype=np.uint8)
+    truth = (np.convolve(a.astype(np.int64), x.astype(np.int64)) % 2)[64 * W - 1:128 * W - 1]
+    kernels = [_tmvp_rec] + ([_tmvp_base_even] if W <= TMVP_BASE_WORDS else [])
+    for kernel in kernels:
+        buf = rng.integers(0, 2**63, 8 * W + 80, dtype=np.uint64)
+        ao, xo, yo, wo = 3, 2 * W + 5, 3 * W + 7, 4 * W + 9
+        buf[ao:ao + 2 * W] = _pack(a)
+        buf[xo:xo + W] = _pack(x)
+        before = buf.copy()
+        kernel(buf, ao, xo, yo, W, wo)
+        assert np.array_equal(_unpack(buf[yo:yo + W], 64 * W), truth), kernel
+        assert np.array_equal(buf[:yo], before[:yo])  # seed and x intact
+        assert np.array_equal(buf[wo + max(4 * W, 3 * W + 28):],
+                              before[wo + max(4 * W, 3 * W + 28):])

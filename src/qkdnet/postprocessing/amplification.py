@@ -49,6 +49,7 @@ import scipy.fft
 
 from qkdnet.errors import ParameterError
 from qkdnet.postprocessing._gf2 import (
+    HAS_VPCLMUL512,
     _workspace,
     _xor_bits,
     block_words,
@@ -62,11 +63,14 @@ Method = Literal["auto", "clmul", "ternary", "fft"]
 BitOrder = Literal["little", "big"]
 
 #: "auto" uses Schönhage's ternary FFT (cost ~ n log n) instead of the Karatsuba Toeplitz
-#: product (cost ~ n m^0.58) from this output length on: the crossover sits at m ~ 5000-8000
-#: bits for n from 2e4 to 4e5 (measured on the dev machine, CPU time, one thread: at n = 1e5
-#: m = 5000 is even, m = 15000 is 0.25 vs 0.16 ms; at n = 2e5 m = 4000 favours Karatsuba,
-#: 0.13 vs 0.20 ms).
-TERNARY_FROM_M = 6144
+#: product (cost ~ n m^0.58) from this output length on. Measured on the dev machine (CPU
+#: time, one thread, 512-bit VPCLMULQDQ leaves), Karatsuba vs FFT: n = 1e5, m = 45000:
+#: 0.10 vs 0.13 ms; n = 4e5, m = 80000: 0.38 vs 0.43, m = 120000: 0.61 vs 0.52;
+#: n = 1e6, m = 50000: 0.73 vs 0.99, m = 100000: 1.05 vs 0.98, m = 150000: 1.43 vs 1.04;
+#: n = 3e6, m = 60000: 2.5 vs 3.2, m = 150000: 4.1 vs 3.3. Without 512-bit VPCLMULQDQ the
+#: Karatsuba base case is word by word, 3-4x slower, and the crossover was measured at
+#: m ~ 5000-8000 (n = 1e5, m = 5000 even; n = 2e5, m = 4000: 0.13 vs 0.20 ms).
+TERNARY_FROM_M = 100_000 if HAS_VPCLMUL512 else 6144
 
 #: Largest number of input (and output) bits handled by one FFT; larger problems are cut
 #: into blocks. 2^25 keeps every convolution value < 2^25 and the transform length <= 2^26.
