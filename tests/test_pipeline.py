@@ -91,11 +91,14 @@ def _stream(seed: int, blocks: int) -> list[DetectionRecords]:
     return [simulate_block(noisy if i == 2 else FAST, PULSES, rng) for i in range(blocks)]
 
 
-@pytest.mark.parametrize("workers", [2, 3])
-def test_concurrent_blocks_give_exactly_the_sequential_results(workers: int) -> None:
+@pytest.mark.parametrize(("workers", "block_threads"), [(2, 2), (3, 2), (2, 1), (1, 1)])
+def test_concurrent_blocks_give_exactly_the_sequential_results(
+    workers: int, block_threads: int
+) -> None:
     records = _stream(21, 5)
     one = list(Pipeline(rng=np.random.default_rng(22)).run(records))
-    many = list(Pipeline(rng=np.random.default_rng(22)).run(records, workers=workers))
+    many = list(Pipeline(rng=np.random.default_rng(22)).run(
+        records, workers=workers, block_threads=block_threads))
     assert [r.aborted for r in one] == [False, False, True, False, False]
     assert [r.index for r in many] == list(range(5))
     for a, b in zip(one, many, strict=True):
@@ -129,6 +132,13 @@ def test_concurrent_blocks_stop_at_a_tampered_message() -> None:
 def test_run_rejects_a_bad_worker_count(workers: object) -> None:
     with pytest.raises(ParameterError, match="workers"):
         next(Pipeline(rng=np.random.default_rng(0)).run([], workers=workers))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("block_threads", [0, 3, True])
+def test_run_rejects_a_bad_thread_count(block_threads: object) -> None:
+    with pytest.raises(ParameterError, match="block_threads"):
+        next(Pipeline(rng=np.random.default_rng(0)).run(
+            [], workers=2, block_threads=block_threads))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("fraction", [0.1, 0.5])

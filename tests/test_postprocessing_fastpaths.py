@@ -64,6 +64,10 @@ def test_split_sifting_matches_one_pass_and_naive(
     monkeypatch.setattr(sifting, "PARALLEL_MIN_DETECTIONS", 16)
     split = sifting.sift(r)
     assert split.messages == one.messages
+    # threads=1 keeps a long block in one piece: the same result as the split one
+    whole = sifting.sift(r, threads=1)
+    assert whole.messages == one.messages
+    assert np.array_equal(whole.alice_key, split.alice_key)
     naive = _naive_sift(r)
     for s in (one, split):
         got = (s.alice_key, s.bob_key, s.key_counts, s.test_counts, s.test_errors)

@@ -283,7 +283,8 @@ class Pipeline:
         return received
 
     def _reconcile(
-        self, alice: np.ndarray, bob: np.ndarray, qber: float, rng: np.random.Generator
+        self, alice: np.ndarray, bob: np.ndarray, qber: float, rng: np.random.Generator,
+        threads: int,
     ) -> ReconciliationResult:
         q = min(max(qber, 1e-4), 0.45)
         if self.config.reconciliation == "ldpc":
@@ -292,7 +293,9 @@ class Pipeline:
             return reconcile_ldpc(alice, bob, q, rng)
         from qkdnet.postprocessing.cascade import reconcile_cascade
 
-        return reconcile_cascade(alice, bob, q, rng, variant=self.config.cascade_variant)
+        return reconcile_cascade(
+            alice, bob, q, rng, variant=self.config.cascade_variant, threads=threads
+        )
 
     def warm_up(self) -> None:
         """Load (or compile) the Numba kernels of every stage on tiny inputs.
@@ -342,14 +345,17 @@ class Pipeline:
         return self._commit(self._compute(records, index, rng))
 
     def _compute(
-        self, records: DetectionRecords, index: int, rng: np.random.Generator
+        self, records: DetectionRecords, index: int, rng: np.random.Generator,
+        threads: int = 2,
     ) -> _Computed:
         """Every computation of one block, without touching the authenticated channel.
 
         The public messages are collected in the order they would be sent;
         :meth:`_commit` authenticates them in block order before any key is released
         (delayed authentication: the same key material, the same checks, but the work of
-        one block can overlap the next one's).
+        one block can overlap the next one's). ``threads``: how many threads a stage may
+        use inside this block (sifting halves, Cascade frames, the Toeplitz FFT); the
+        result does not depend on it.
         """
         cfg = self.config
         seconds: dict[str, float] = {s: 0.0 for s in STAGES}
@@ -363,7 +369,7 @@ class Pipeline:
         done = _Computed(info, seconds, messages)
         try:
             t = self._stage("sift")
-            block = sift(records)
+            block = sift(records, threads=threads)
             seconds["sift"] = self._now() - t
             info["sifted_bits"] = block.sifted_bits
             info["test_bits"] = int(block.test_counts.sum())
@@ -385,7 +391,7 @@ class Pipeline:
 
             t = self._stage("reconcile")
             try:
-                rec = self._reconcile(block.alice_key, block.bob_key, est.qber, rng)
+                rec = self._reconcile(block.alice_key, block.bob_key, est.qber, rng, threads)
             except ProtocolAbort as exc:
                 info["reconciliation_leaked_bits"] = int(getattr(exc, "leaked_bits", 0))
                 raise
@@ -439,7 +445,8 @@ class Pipeline:
                 np.packbits(corrected, bitorder="little"),
             ])
             finals = toeplitz_hash_packed(
-                keys, n, ell, seed, cfg.amplification_method, threads=cfg.concurrent_ends
+                keys, n, ell, seed, cfg.amplification_method,
+                threads=cfg.concurrent_ends and threads > 1,
             )
             seconds["amplify"] = self._now() - t
             if not hmac.compare_digest(finals[0].tobytes(), finals[1].tobytes()):
@@ -525,7 +532,7 @@ class Pipeline:
     # -- many blocks -----------------------------------------------------------------------
 
     def run(
-        self, blocks: Iterable[DetectionRecords], workers: int = 1
+        self, blocks: Iterable[DetectionRecords], workers: int = 1, block_threads: int = 2
     ) -> Iterator[BlockResult]:
         """Process blocks lazily, results in block order.
 
@@ -535,20 +542,24 @@ class Pipeline:
         kernels release the GIL, so two cores both work on a stream of blocks); their
         messages are authenticated and their keys released strictly in block order, and
         every result is the same as with ``workers=1`` (each block has its own generator,
-        see :meth:`_next_block`). Memory is bounded by k + 1 blocks.
+        see :meth:`_next_block`). Memory is bounded by k + 1 blocks. ``block_threads``:
+        threads each block's stages may use inside it (1 or 2; same results).
         """
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ParameterError("workers", f"must be an integer >= 1, got {workers!r}")
+        if isinstance(block_threads, bool) or block_threads not in (1, 2):
+            raise ParameterError("block_threads", f"must be 1 or 2, got {block_threads!r}")
         if workers == 1:
             for records in blocks:
-                yield self.process(records)
+                index, rng = self._next_block()
+                yield self._commit(self._compute(records, index, rng, block_threads))
             return
         pool = _block_pool(workers)
         pending: deque[Future[_Computed]] = deque()
         try:
             for records in blocks:
                 index, rng = self._next_block()
-                pending.append(pool.submit(self._compute, records, index, rng))
+                pending.append(pool.submit(self._compute, records, index, rng, block_threads))
                 if len(pending) >= workers:
                     yield self._commit(pending.popleft().result())
             while pending:

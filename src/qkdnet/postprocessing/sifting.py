@@ -476,11 +476,13 @@ def _cat(arrays: list[np.ndarray]) -> np.ndarray:
     return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
-def sift(records: DetectionRecords) -> SiftedBlock:
+def sift(records: DetectionRecords, *, threads: int = 2) -> SiftedBlock:
     """Sift one block of detection records (Bennett & Brassard 1984; Lim et al. 2014).
 
     Returns the Z-basis sifted key of both parties and the per-class counts of the key and
     test bases. Units: bits and counts. Pure; the messages are built, not sent.
+    ``threads``: 2 sifts a long block (>= PARALLEL_MIN_DETECTIONS rows) as two halves on
+    two threads; 1 keeps it on the calling thread. The result is the same.
     """
     K = records.pulses_sent.shape[0]
     cols = (records.pulse_index,) + tuple(
@@ -493,7 +495,7 @@ def sift(records: DetectionRecords) -> SiftedBlock:
     # Long blocks: two halves on two cores (the kernel releases the GIL), cut at a
     # multiple of 8 rows so that the packed bases and classes of the halves just
     # concatenate; the second half's first gap counts from the first half's last pulse.
-    cut = (n // 2) & ~7 if n >= PARALLEL_MIN_DETECTIONS else n
+    cut = (n // 2) & ~7 if n >= PARALLEL_MIN_DETECTIONS and threads > 1 else n
     parts = [(0, cut, 0)] + ([(cut, n, int(records.pulse_index[cut - 1]))] if cut < n else [])
 
     def run(part: tuple[int, int, int]) -> tuple:
