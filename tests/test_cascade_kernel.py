@@ -36,3 +36,36 @@ def test_range_parity_of_a_bitset_equals_the_sum_of_its_bits(
     if hi > n:
         lo, hi = n - 1, n
     assert _bits_range(words, 1, lo, hi) == int(bits[lo:hi].sum()) % 2
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.one_of(st.integers(2, 400), st.integers(400, 30_000)),
+    nsend=st.integers(1, 4),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_key_order_parities_of_the_first_blocks_equal_the_written_out_permutation(
+    n: int, nsend: int, seed: int
+) -> None:
+    """The late passes' block parities (one sweep in key order; two or three blocks share
+    one sweep through prefix parities) against the XOR over each block of the affine
+    permutation written out."""
+    from math import gcd
+
+    from qkdnet.postprocessing._cascade_core import _affine_block_parities
+
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 2, n, dtype=np.uint8)
+    mult = 1
+    if n > 2:
+        mult = int(rng.integers(1, n))
+        while gcd(mult, n) != 1:
+            mult = int(rng.integers(1, n))
+    off = int(rng.integers(0, n))
+    k = max(1, -(-n // 4))  # the n/4 pass: up to four blocks, the last one not sent
+    nsend = min(nsend, -(-n // k))
+    got = np.zeros(nsend, dtype=np.uint8)
+    _affine_block_parities(got, nsend, k, a, n, off, pow(mult, -1, n))
+    order = (mult * np.arange(n, dtype=np.int64) + off) % n
+    want = [int(a[order[b * k : (b + 1) * k]].sum() % 2) for b in range(nsend)]
+    assert got.tolist() == want

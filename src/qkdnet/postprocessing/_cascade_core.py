@@ -336,6 +336,40 @@ def _affine_block_parities(
     start = ((n - off % n) % n) * inv % n  # pass position of key index 0
     un = np.uint32(n)
     full = n // _CHUNK
+    if 1 < nsend <= 3:
+        # two or three blocks (the n/4 pass): one sweep for all, with the parities of
+        # the prefixes [0, k), [0, 2k), [0, 3k) (three compares per key bit instead of
+        # three sweeps); block b is prefix b xor prefix b - 1
+        k1 = np.uint32(min(n, k))
+        k2 = np.uint32(min(n, 2 * k))
+        k3 = np.uint32(min(n, 3 * k))
+        p1 = np.uint8(0)
+        p2 = np.uint8(0)
+        p3 = np.uint8(0)
+        pos = start
+        for c in range(full):
+            base = c * _CHUNK
+            upos = np.uint32(pos)
+            for t in range(_CHUNK):
+                v = upos + table[t]
+                v = v - un if v >= un else v
+                x = a[base + t]
+                p1 ^= x & np.uint8(v < k1)
+                p2 ^= x & np.uint8(v < k2)
+                p3 ^= x & np.uint8(v < k3)
+            pos += step
+            if pos >= n:
+                pos -= n
+        for j in range(full * _CHUNK, n):
+            v2 = ((j - off) % n) * inv % n
+            p1 ^= a[j] & np.uint8(v2 < k1)
+            p2 ^= a[j] & np.uint8(v2 < k2)
+            p3 ^= a[j] & np.uint8(v2 < k3)
+        prefix = (p1 & np.uint8(1), p2 & np.uint8(1), p3 & np.uint8(1))
+        bits[0] = prefix[0]
+        for blk in range(1, nsend):
+            bits[blk] = prefix[blk] ^ prefix[blk - 1]
+        return
     for blk in range(nsend):
         lo = blk * k
         width = np.uint32(min(n, lo + k) - lo)
