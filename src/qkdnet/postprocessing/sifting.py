@@ -178,6 +178,62 @@ def _put_varint(buf: np.ndarray, k: int, g: int) -> int:
     return k + 1
 
 
+#: Pulse indices per chunk of :func:`_encode_gaps`.
+_GAP_CHUNK = 64
+
+
+@numba.njit(cache=True, nogil=True)
+def _encode_gaps(pulse_index: np.ndarray, prev0: int, out: np.ndarray, cap: int) -> int:
+    # Gaps between consecutive detected pulse indices (the first from prev0) as LEB128
+    # varints into out[:cap]; returns the bytes written, or -1 if they would not fit.
+    # A chunk whose gaps are all below 128 (most of them on short links) is two loops
+    # the compiler vectorises: the OR of the gaps, then one byte per gap (1.6 ms instead
+    # of 3.5 ms for 4e6 rows); other chunks take one or two bytes per gap without a
+    # branch on which (at 50 km the gaps straddle 128, and such a branch would mispredict
+    # every other row), or the general varint.
+    n = pulse_index.shape[0]
+    if n == 0:
+        return 0
+    if cap < 10:
+        return -1
+    k = _put_varint(out, 0, pulse_index[0] - prev0)
+    i = 1
+    while i + _GAP_CHUNK <= n:
+        # slices, so that the loops index from 0 (no negative-index fix-ups in them)
+        before = pulse_index[i - 1 : i - 1 + _GAP_CHUNK]
+        after = pulse_index[i : i + _GAP_CHUNK]
+        orr = np.int64(0)
+        for r in range(_GAP_CHUNK):
+            orr |= after[r] - before[r]
+        if orr < 128:  # gaps are >= 0, so this is "all below 128"
+            if k + _GAP_CHUNK > cap:
+                return -1
+            dst = out[k : k + _GAP_CHUNK]
+            for r in range(_GAP_CHUNK):
+                dst[r] = np.uint8(after[r] - before[r])
+            k += _GAP_CHUNK
+        elif orr < 16384:
+            if k + 2 * _GAP_CHUNK + 1 > cap:
+                return -1
+            for r in range(_GAP_CHUNK):
+                g = after[r] - before[r]
+                more = int(g >= 128)
+                v2 = np.uint16((g & 127) | (more << 7) | ((g >> 7) << 8))
+                _store_unaligned(out, k, v2)  # type: ignore[call-arg]
+                k += 1 + more
+        else:
+            for r in range(_GAP_CHUNK):
+                if k + 10 > cap:
+                    return -1
+                k = _put_varint(out, k, after[r] - before[r])
+        i += _GAP_CHUNK
+    for r in range(i, n):
+        if k + 10 > cap:
+            return -1
+        k = _put_varint(out, k, pulse_index[r] - pulse_index[r - 1])
+    return k
+
+
 @numba.njit(cache=True, nogil=True)
 def _sift_kernel(
     pulse_index: np.ndarray,
@@ -227,7 +283,6 @@ def _sift_kernel(
     w_abit = a_bit[: 8 * n8].view(np.uint64)
     w_bbit = b_bit[: 8 * n8].view(np.uint64)
     w_cls = a_class[: 8 * n8].view(np.uint64)
-    gap8 = np.empty(8, dtype=np.int64)
     u7 = np.uint64(7)
     u24 = np.uint64(24)
     u32 = np.uint64(32)
@@ -243,41 +298,11 @@ def _sift_kernel(
     steps = 0
     j = 0
     t = 0
-    k = 0
-    prev = prev0  # pulse index before the first row (0, or the last one of the rows before)
+    # Bob's gaps first, in a pass of their own over the pulse indices (chunks the
+    # compiler vectorises); -1 if they need more than ``cap`` bytes (redone below)
+    k = _encode_gaps(pulse_index, prev0, bob, cap)
     for r8 in range(n8):
         base = 8 * r8
-        # --- Bob's gaps: eight one-byte gaps are one store; else one 2-byte store each
-        orr = 0
-        for r in range(8):
-            v = pulse_index[base + r]
-            g = v - prev
-            prev = v
-            gap8[r] = g
-            orr |= g
-        # bytes this chunk may write: 8, up to 16, or up to 80 (ten per gap)
-        need = 8 if orr < 128 else (16 if orr < 16384 else 80)
-        if k + need > cap:
-            k = -1  # stop encoding, finish the rest of the pass
-        if k >= 0:
-            if orr < 128:  # gaps are >= 0, so this is "all eight below 128"
-                w = np.uint64(0)
-                for r in range(8):
-                    w |= np.uint64(gap8[r]) << np.uint64(8 * r)
-                _store_unaligned(bob, k, w)  # type: ignore[call-arg]
-                k += 8
-            elif orr < 16384:
-                # one or two bytes each, without a branch on which (at 50 km the gaps
-                # straddle 128, and a branch on it would mispredict every other row)
-                for r in range(8):
-                    g = gap8[r]
-                    more = int(g >= 128)
-                    v2 = np.uint16((g & 127) | (more << 7) | ((g >> 7) << 8))
-                    _store_unaligned(bob, k, v2)  # type: ignore[call-arg]
-                    k += 1 + more
-            else:
-                for r in range(8):
-                    k = _put_varint(bob, k, gap8[r])
         # --- eight rows as words: bytes 0/1 (bases, bits), classes < 256
         A = w_ab[r8]
         B = w_bb[r8]
@@ -350,12 +375,6 @@ def _sift_kernel(
     wb = 0
     wc = 0
     for i in range(8 * n8, n):
-        g = pulse_index[i] - prev
-        prev = pulse_index[i]
-        if k + 10 > cap:
-            k = -1
-        if k >= 0:
-            k = _put_varint(bob, k, g)
         ab = a_basis[i]
         bb = b_basis[i]
         c = a_class[i]
