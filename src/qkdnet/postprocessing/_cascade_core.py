@@ -812,6 +812,23 @@ def cascade_kernel(
                 d = 0
                 # Bob's error count in [0, lo) in pass order (large blocks)
                 plo = 0 if small else np.searchsorted(epos[:ne], lo)
+                while small and hi - lo > 1:
+                    # the same step as below for a small-block pass, without branches
+                    # on the data: the direction is a coin flip for the predictor
+                    mid = (lo + hi) >> 1
+                    d += 1
+                    ulo = np.uint64(lo)  # unsigned: no negative-index fix
+                    kn = known[q, ulo]
+                    disclose = 1
+                    if reuse:
+                        disclose = 1 if kn < d else 0
+                        known[q, ulo] = max(kn, np.uint8(d))
+                    info = disclose * (1 | (_bits_range(abits, q, lo, mid) << 1))
+                    leak += disclose
+                    right = 1 - _bits_range(ebits, q, lo, mid)
+                    s_info[d - 1, s] = info | (right << 2)
+                    lo += (mid - lo) * right
+                    hi = mid + (hi - mid) * right
                 while hi - lo > 1:
                     mid = (lo + hi) // 2
                     d += 1
