@@ -105,7 +105,8 @@ def test_concurrent_calls_in_two_threads_use_their_own_work_arrays() -> None:
 
 @pytest.mark.parametrize("k", [2, 3, 4, 6])
 def test_cyclic_products_range_against_numpy(k: int) -> None:
-    # Several b against one a, any bit range of the cyclic product (wrapped chunks too).
+    # Several b against one a, any bit range of the cyclic product (wrapped chunks too),
+    # on one thread and on two.
     rng = np.random.default_rng(k)
     na, nb = 2500 + 31 * k, 2100 + 7 * k
 
@@ -117,9 +118,11 @@ def test_cyclic_products_range_against_numpy(k: int) -> None:
     a = rng.integers(0, 2, na, dtype=np.uint8)
     bs = [rng.integers(0, 2, nb, dtype=np.uint8) for _ in range(3)]
     length = na + nb // 2  # shorter than the product: wrap-around is part of the test
-    for start, count in [(0, 1), (17, 900), (na // 2, length - na // 2), (length - 5, 5)]:
+    for start, count, parallel in [(0, 1, False), (17, 900, True), (na // 2, length - na // 2,
+                                    False), (length - 5, 5, True)]:
+        # two threads from 3^6 points on (k = 6 here)
         got = cyclic_products_range(pack(a), na, [(pack(b), nb) for b in bs], length, start,
-                                    count, k)
+                                    count, k, parallel)
         for g, b in zip(got, bs, strict=True):
             full = np.convolve(a.astype(np.int64), b.astype(np.int64)) % 2
             T = -(-length // 3**k) * 3**k  # the period D K the transform used

@@ -257,7 +257,7 @@ def toeplitz_hash(
     output_length: int,
     seed_bits: np.ndarray,
     method: Method = "auto",
-    threads: bool = True,
+    threads: bool = False,
 ) -> np.ndarray:
     """Hash n key bits to ``output_length`` bits with the Toeplitz matrix of ``seed_bits``.
 
@@ -267,9 +267,11 @@ def toeplitz_hash(
     ``method``: "clmul" (bit-packed Karatsuba with carry-less multiplication), "ternary"
     (Schönhage's ternary FFT over GF(2), quasi-linear), "auto" (the faster of those two
     for the size) or "fft" (float FFT convolution, blocked and rounding-checked).
-    ``threads``: let the ternary FFT run on two threads, in a few coarse GIL-free tasks,
-    when the transform is long enough to pay (about 1.4x at 10^7-10^8 bits on 2 cores);
-    False keeps everything on the calling thread. The result is the same either way.
+    ``threads``: True lets the ternary FFT run on two threads, in a few coarse GIL-free
+    tasks, from 3^6 transform points (n + m >~ 3e6 bits): less wall time when a second
+    core is idle (1e7 bits: 19.5 -> 12.1 ms), but more CPU time (+4-8 % at 1e7, +20 % at
+    3e6) and no gain when the other core is busy (e.g. the other end's hash or the next
+    block), hence off by default. The result is the same either way.
     Two-universal hashing: Krawczyk, CRYPTO '94; leftover hash lemma, Bennett et al. 1995.
     Raises :class:`qkdnet.errors.ParameterError` for malformed input.
     """
@@ -286,7 +288,7 @@ def toeplitz_hash_pair(
     output_length: int,
     seed_bits: np.ndarray,
     method: Method = "auto",
-    threads: bool = True,
+    threads: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(toeplitz_hash(bits_a, ...), toeplitz_hash(bits_b, ...))`` with the seed prepared
     once: Alice's and Bob's keys hashed under the same public seed in one process (a
@@ -324,7 +326,7 @@ def toeplitz_hash_packed(
     output_length: int,
     seed: np.ndarray | bytes,
     method: Method = "auto",
-    threads: bool = True,
+    threads: bool = False,
     bitorder: BitOrder = "little",
 ) -> np.ndarray:
     """:func:`toeplitz_hash` on packed bits: no 0/1 arrays to pack or unpack.
@@ -358,7 +360,7 @@ def privacy_amplification(
     output_length: int,
     rng: np.random.Generator,
     method: Method = "auto",
-    threads: bool = True,
+    threads: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Compress a reconciled key to ``output_length`` secret bits with a random Toeplitz hash.
 
