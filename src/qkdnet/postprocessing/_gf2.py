@@ -14,7 +14,8 @@ word is a polynomial over GF(2) whose coefficient of ``z^b`` is bit ``b``.
   Carter & Wegman 1979; Wegman & Carter 1981).
 * ``tmvp_blocks``: Toeplitz-matrix-vector product over GF(2) by the two-way Karatsuba
   split for Toeplitz matrices (Fan & Hasan, IEEE Trans. Comput. 56, 224, 2007), with a
-  word-level base case computed with ``clmul``.
+  base case computed with ``clmul`` word by word, or, where the CPU has 512-bit
+  VPCLMULQDQ, as the middle columns of a digit product four columns at a time.
 * ``cyclic_products_range`` / ``cyclic_product``: products in GF(2)[x]/(x^T - 1) by
   Schönhage's ternary FFT (Acta Informatica 7, 395, 1977), pointwise products by
   Karatsuba (``_kmul``, leaves by 512-bit VPCLMULQDQ four columns at a time where the CPU
