@@ -202,26 +202,38 @@ def _to_key(
 
 
 @njit(cache=True, nogil=True)
+def _words_moved(pe: np.ndarray, moved: np.ndarray, wrow: np.ndarray, n: int) -> None:
+    # The key as a seeded pass's affine map sees it: 64-bit word w of ``moved`` is word
+    # wrow[w] of ``pe`` (8 entries of pe per word), the tail past n >> 6 words as is. A
+    # seeded pass is then filled like an affine one: 0.01 ms for the move + 0.20 for the
+    # fill of 5e5 bits, where looking the word up for every bit took 0.44 ms.
+    for w in range(n >> 6):
+        src = np.uint64(wrow[w]) << np.uint64(3)
+        dst = w << 3
+        for i in range(8):
+            moved[dst + i] = pe[src + np.uint64(i)]
+    for i in range((n >> 6) << 3, pe.shape[0]):
+        moved[i] = pe[i]
+
+
+@njit(cache=True, nogil=True)
 def _fill_bits(
-    abits: np.ndarray, ebits: np.ndarray, p: int, pe: np.ndarray,
-    n: int, wtab: np.ndarray, row_index: int, mult: int, off: int,
+    abits: np.ndarray, ebits: np.ndarray, p: int, pe: np.ndarray, n: int, mult: int, off: int
 ) -> None:
     # Alice's key and Bob's current errors in pass-p order, packed 64 to a word (bit t
-    # of the pass is bit t & 63 of word t >> 6), into abits[p] and ebits[p]. At n/8
-    # bytes per pass they stay in cache during the searches, and the parity of any range
-    # is a few word XORs (a block of 64 is one word). pe[i] holds key bits 8i..8i+7 of
-    # Alice in its low byte and Bob's error indicator in its high byte, so one load
-    # gives both bits (scattering every error through the permutation instead cost a
-    # multiply-reduce, a division and a random write per error).
-    # Pass position t maps to y = (mult t + off) mod n, which is the key index for an
-    # affine pass (row_index < 0); for a seeded pass y is then moved by the word shuffle:
-    # key index 64 wtab[row_index, y >> 6] + (y & 63) when y < 64 (n >> 6), y above.
-    # Word w holds y = base_w + (c mult mod n) mod n, c = 0..63, base_w = (64 w mult +
-    # off) mod n: the 64 indices of a word are independent, so the inner loop vectorises
-    # (gathers) instead of stepping one serial add at a time (0.29 -> 0.18 ms per
-    # 5e5-bit affine fill).
-    # Unsigned indices: with signed ones Numba adds a wrap-around fix for negative
-    # indices to every load (~25 % of these gather loops).
+    # of the pass is bit t & 63 of word t >> 6), into abits[p] and ebits[p], for the
+    # affine map t -> (mult t + off) mod n (a seeded pass passes the key with its words
+    # moved, see _words_moved). At n/8 bytes per pass they stay in cache during the
+    # searches, and the parity of any range is a few word XORs (a block of 64 is one
+    # word). pe[i] holds key bits 8i..8i+7 of Alice in its low byte and Bob's error
+    # indicator in its high byte, so one load gives both bits (scattering every error
+    # through the permutation instead cost a multiply-reduce, a division and a random
+    # write per error).
+    # Word w holds key indices base_w + (c mult mod n) mod n, c = 0..63, with base_w =
+    # (64 w mult + off) mod n: the 64 indices of a word are independent, so the inner
+    # loop vectorises instead of stepping one serial add at a time (0.29 -> 0.18 ms per
+    # 5e5-bit fill of Alice's bits). Unsigned indices: with signed ones Numba adds a
+    # wrap-around fix for negative indices to every load (~25 % of these gather loops).
     u3 = np.uint64(3)
     u7 = np.uint64(7)
     one = np.uint64(1)
@@ -236,31 +248,16 @@ def _fill_bits(
     onew = np.uint32(1)
     base = off % n
     full = n >> 6
-    if row_index >= 0:
-        wrow = wtab[row_index]
-        nw64 = np.uint32(full << 6)
-        u6 = np.uint32(6)
-        u63 = np.uint32(63)
     for w in range(full):
         ub = np.uint32(base)
         word = np.uint64(0)
         eword = np.uint64(0)
-        if row_index >= 0:
-            for c in range(64):
-                y = ub + tbl[c]  # < 2^32: both terms are < n < 2^31
-                y = y - un if y >= un else y
-                moved = (np.uint32(wrow[y >> u6]) << u6) | (y & u63)
-                j = moved if y < nw64 else y
-                v = np.uint32(pe[j >> u3w]) >> (j & u7w)
-                word |= np.uint64(v & onew) << np.uint64(c)
-                eword |= np.uint64((v >> u8w) & onew) << np.uint64(c)
-        else:
-            for c in range(64):
-                j = ub + tbl[c]  # < 2^32: both terms are < n < 2^31
-                j = j - un if j >= un else j
-                v = np.uint32(pe[j >> u3w]) >> (j & u7w)
-                word |= np.uint64(v & onew) << np.uint64(c)
-                eword |= np.uint64((v >> u8w) & onew) << np.uint64(c)
+        for c in range(64):
+            j = ub + tbl[c]  # < 2^32: both terms are < n < 2^31
+            j = j - un if j >= un else j
+            v = np.uint32(pe[j >> u3w]) >> (j & u7w)
+            word |= np.uint64(v & onew) << np.uint64(c)
+            eword |= np.uint64((v >> u8w) & onew) << np.uint64(c)
         abits[p, w] = word
         ebits[p, w] = eword
         base += step
@@ -270,10 +267,7 @@ def _fill_bits(
     word = np.uint64(0)
     eword = np.uint64(0)
     for t in range(full << 6, n):
-        y = base
-        if row_index >= 0 and y < (full << 6):
-            y = (int(wtab[row_index, y >> 6]) << 6) | (y & 63)
-        uj = np.uint64(y)
+        uj = np.uint64(base)
         v64 = np.uint64(pe[uj >> u3]) >> (uj & u7)
         word |= (v64 & one) << np.uint64(t & 63)
         eword |= ((v64 >> np.uint64(8)) & one) << np.uint64(t & 63)
@@ -663,6 +657,7 @@ def cascade_kernel(
     nerr = errs.shape[0]
 
     ninv = 1.0 / n
+    moved = np.empty_like(pe)  # the key with a seeded pass's words moved (_words_moved)
     nw64 = (n >> 6) << 6  # positions in whole words (seeded passes shuffle those)
     buf = np.empty(1024, dtype=np.uint8)
     pos = 0
@@ -686,7 +681,11 @@ def cascade_kernel(
             bits = np.empty(nb, dtype=np.uint8)
         if k <= SMALL_BLOCK:
             # many small blocks, searched often: keep the whole pass
-            _fill_bits(abits, ebits, p, pe, n, wtab, rp, am, ao)
+            src = pe
+            if rp >= 0:
+                _words_moved(pe, moved, wtab[rp], n)
+                src = moved
+            _fill_bits(abits, ebits, p, src, n, am, ao)
             have[p] = 1
             known[p, :] = 0
             for blk in range(nsend):
@@ -696,7 +695,8 @@ def cascade_kernel(
             if rp >= 0:
                 # a seeded pass with large blocks (QBER below ~0.3 %): its pass order
                 # costs one fill, as for a searched affine pass
-                _fill_bits(abits, ebits, p, pe, n, wtab, rp, am, ao)
+                _words_moved(pe, moved, wtab[rp], n)
+                _fill_bits(abits, ebits, p, moved, n, am, ao)
                 have[p] = 1
                 known[p, :] = 0
                 for blk in range(nsend):
@@ -787,7 +787,11 @@ def cascade_kernel(
             ne = 0
             if not small:
                 if not have[q]:
-                    _fill_bits(abits, ebits, q, pe, n, wtab, rq, mq, oq)
+                    src = pe
+                    if rq >= 0:
+                        _words_moved(pe, moved, wtab[rq], n)
+                        src = moved
+                    _fill_bits(abits, ebits, q, src, n, mq, oq)
                     have[q] = 1
                     known[q, :] = 0
                 # Bob's remaining errors in pass-q order, sorted: the error parity of a
