@@ -777,7 +777,9 @@ def cascade_kernel(
             depth_max = 1
             while (1 << depth_max) < kq:
                 depth_max += 1
-            buf = _grow(buf, pos, 6 + 4 * m + depth_max * (12 + 2 * ((m + 7) >> 3)))
+            need = 6 + 4 * m + depth_max * (12 + 2 * ((m + 7) >> 3))
+            if pos + need > buf.shape[0]:  # a call returning the array costs two atomics
+                buf = _grow(buf, pos, need)
             pos = _header(buf, pos, MSG_ODD, q, m)
             for i in range(m):
                 pos = _put_u32(buf, pos, roundblocks[i])
@@ -865,8 +867,10 @@ def cascade_kernel(
                 b[ujf] ^= 1
                 pe[ujf >> np.uint64(3)] ^= np.uint16(256) << np.uint16(jflip & 7)
                 for r in range(p + 1):
-                    rr = prow[r]
-                    tr = _to_pass(jflip, n, aoffs[r], ainvs[r], ninv, winv, rr, nw64)
+                    if r == q:
+                        tr = lo  # the searched pass: the position the search ended at
+                    else:
+                        tr = _to_pass(jflip, n, aoffs[r], ainvs[r], ninv, winv, prow[r], nw64)
                     br = np.uint64(tr // ks[r])
                     blockerr[r, br] ^= 1
                     if ks[r] <= SMALL_BLOCK:
