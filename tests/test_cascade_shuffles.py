@@ -38,11 +38,11 @@ def test_no_residual_frames_at_8_percent_and_affine_only_would_fail(
 ) -> None:
     # 60 frames of 5e5 bits at 8 % (the setting where the failure was seen)
     assert _residual_frames(60) == []
-    # the same frames with affine maps only: frame 47 keeps 4 errors, so this test
-    # does see the failure mode it guards against
+    # affine maps only: frame 21 (of 200 tried with this generator's draws) keeps 8
+    # errors, so this test does see the failure mode it guards against
     monkeypatch.setattr(cascade, "EXPLICIT_PASSES", ())
-    a, b = _frame(500_000, 0.08, 47)
-    res = cascade.reconcile_cascade(a, b, 0.08, np.random.default_rng(47), threads=1)
+    a, b = _frame(500_000, 0.08, 21)
+    res = cascade.reconcile_cascade(a, b, 0.08, np.random.default_rng(21), threads=1)
     assert np.count_nonzero(res.corrected_bits != a) > 0
 
 

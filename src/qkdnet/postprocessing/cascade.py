@@ -130,23 +130,23 @@ def _affine_permutations(
     instead: their permutation is derived from the seed (``_cascade_core.seeded_pass``;
     see the module docstring).
     """
-    mults = np.empty(passes, dtype=np.int64)
-    offs = np.empty(passes, dtype=np.int64)
-    invs = np.empty(passes, dtype=np.int64)
-    for p in range(passes):
-        if p in EXPLICIT_PASSES:
-            mults[p], offs[p], invs[p] = 0, int(rng.integers(0, 2**63)), 0
-            continue
-        if n <= 2:
-            m = 1
-        else:
-            while True:
-                m = int(rng.integers(1, n))
-                if math.gcd(m, n) == 1:
-                    break
-        mults[p] = m
-        offs[p] = int(rng.integers(0, n)) if n > 0 else 0
-        invs[p] = pow(m, -1, n) if n > 1 else 0
+    # whole arrays per call (a few generator calls per frame instead of ~30: 58 -> 28 us
+    # of Python per frame): mult = the units among a batch of 8 candidates per pass, in
+    # order (at least ~17 % of residues are units for any n < 2^31, so a batch rarely
+    # runs short; then another is drawn)
+    mults = np.ones(passes, dtype=np.int64)
+    if n > 2:
+        units = np.zeros(0, dtype=np.int64)
+        while units.size < passes:
+            cand = rng.integers(1, n, size=8 * passes, dtype=np.int64)
+            units = np.concatenate((units, cand[np.gcd(cand, n) == 1]))
+        mults = units[:passes]
+    offs = rng.integers(0, n, size=passes, dtype=np.int64) if n > 0 else np.zeros(passes, np.int64)
+    invs = np.array([pow(int(m), -1, n) if n > 1 else 0 for m in mults], dtype=np.int64)
+    seeded = [p for p in EXPLICIT_PASSES if p < passes]
+    mults[seeded] = 0
+    offs[seeded] = rng.integers(0, 2**63, size=len(seeded), dtype=np.int64)
+    invs[seeded] = 0
     return mults, offs, invs
 
 
