@@ -69,3 +69,35 @@ def test_key_order_parities_of_the_first_blocks_equal_the_written_out_permutatio
     order = (mult * np.arange(n, dtype=np.int64) + off) % n
     want = [int(a[order[b * k : (b + 1) * k]].sum() % 2) for b in range(nsend)]
     assert got.tolist() == want
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 3000),
+    log_k=st.integers(0, 8),
+    odd_k=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_block_parities_of_a_bitset_and_their_packing(
+    n: int, log_k: int, odd_k: bool, seed: int
+) -> None:
+    """Block parities of a pass-order bitset (word folding for power-of-two blocks up to
+    64, a range parity otherwise) and the LSB-first packing of the transcript, against
+    sums over the plain bits."""
+    from qkdnet.postprocessing._cascade_core import _bitset_block_parities, _put_bits
+
+    k = (1 << log_k) + (3 if odd_k else 0)
+    bits = np.random.default_rng(seed).integers(0, 2, n, dtype=np.uint8)
+    words = np.zeros((1, (n >> 6) + 1), dtype=np.uint64)
+    padded = np.zeros(words.shape[1] * 64, dtype=np.uint8)
+    padded[:n] = bits
+    words[0] = np.packbits(padded, bitorder="little").view("<u8")
+    nblk = -(-n // k)
+    got = np.zeros(nblk, dtype=np.uint8)
+    _bitset_block_parities(got, words, 0, k, nblk, n)
+    want = np.array([bits[b * k : (b + 1) * k].sum() % 2 for b in range(nblk)], np.uint8)
+    assert np.array_equal(got, want)
+    buf = np.full(nblk // 8 + 2, 0xAA, dtype=np.uint8)
+    end = _put_bits(buf, 1, want, nblk)
+    assert end == 1 + (nblk + 7) // 8
+    assert np.array_equal(buf[1:end], np.packbits(want, bitorder="little"))

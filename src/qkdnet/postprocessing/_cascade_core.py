@@ -94,13 +94,20 @@ def _header(buf: np.ndarray, pos: int, mtype: int, pas: int, count: int) -> int:
 
 @njit(cache=True)
 def _put_bits(buf: np.ndarray, pos: int, bits: np.ndarray, count: int) -> int:
-    nbytes = (count + 7) >> 3
-    for i in range(nbytes):
-        buf[pos + i] = 0
-    for i in range(count):
-        if bits[i]:
-            buf[pos + (i >> 3)] |= np.uint8(1 << (i & 7))
-    return pos + nbytes
+    # count 0/1 bytes packed LSB first, a byte at a time (a branch per bit mispredicted
+    # at every other block parity)
+    full = count >> 3
+    for i in range(full):
+        v = 0
+        for r in range(8):
+            v |= bits[8 * i + r] << r
+        buf[pos + i] = v
+    if count & 7:
+        v = 0
+        for r in range(count & 7):
+            v |= bits[8 * full + r] << r
+        buf[pos + full] = v
+    return pos + ((count + 7) >> 3)
 
 
 @intrinsic
@@ -153,6 +160,31 @@ def _bits_range(ebits: np.ndarray, p: int, lo: int, hi: int) -> int:
         x ^= ebits[p, w]
     x ^= ebits[p, wh] & top
     return _word_parity(x)
+
+
+@njit(cache=True, nogil=True)
+def _bitset_block_parities(
+    out: np.ndarray, words: np.ndarray, p: int, k: int, nblk: int, n: int
+) -> None:
+    # out[blk] = parity of bits [blk k, (blk + 1) k) of the bitset words[p], for the
+    # first nblk blocks. For k a power of two up to 64 (the first passes' blocks) a
+    # word's blocks come out together: after XOR-folding the word by 1, 2, ..., k/2 bit
+    # i k holds the parity of bits i k .. i k + k - 1 (bits past n are zero in these
+    # bitsets); otherwise a range parity per block.
+    if k <= 64 and k & (k - 1) == 0:
+        per = 64 // k
+        for w in range((nblk + per - 1) // per):
+            x = words[p, w]
+            sh = 1
+            while sh < k:
+                x ^= x >> np.uint64(sh)
+                sh <<= 1
+            first = w * per
+            for i in range(min(per, nblk - first)):
+                out[first + i] = np.uint8((x >> np.uint64(i * k)) & np.uint64(1))
+    else:
+        for blk in range(nblk):
+            out[blk] = _bits_range(words, p, blk * k, min(n, (blk + 1) * k))
 
 
 @njit(cache=True, inline="always")
@@ -688,8 +720,7 @@ def cascade_kernel(
             _fill_bits(abits, ebits, p, src, n, am, ao)
             have[p] = 1
             known[p, :] = 0
-            for blk in range(nsend):
-                bits[blk] = _bits_range(abits, p, blk * k, min(n, (blk + 1) * k))
+            _bitset_block_parities(bits, abits, p, k, nsend, n)
         else:
             # a few large blocks, rarely searched: parities only, the prefix on demand
             if rp >= 0:
@@ -718,8 +749,7 @@ def cascade_kernel(
         # error bitset just filled in pass order (small blocks), else from the list of
         # errors (a large-block pass comes when few are left)
         if k <= SMALL_BLOCK:
-            for blk in range(nb):
-                blockerr[p, blk] = _bits_range(ebits, p, blk * k, min(n, (blk + 1) * k))
+            _bitset_block_parities(blockerr[p], ebits, p, k, nb, n)
         else:
             w = 0
             for i in range(nerr):
