@@ -32,6 +32,7 @@ are reused per thread (``_workspace``), because fresh ones page-fault.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -1186,3 +1187,111 @@ def cyclic_product(a_words: np.ndarray, a_bits: int, b_words: np.ndarray, b_bits
     (c,) = cyclic_products_range(a_words, a_bits, [(b_words, b_bits)], length_bits, 0, D * K,
                                  k, parallel)
     return c, D * K
+
+
+# --------------------------------------------------------------------------------------
+# Dot products of message words with key powers (polynomial hashing in place).
+# --------------------------------------------------------------------------------------
+
+@intrinsic
+def _load_le64(typingctx, buf, byte_off):  # noqa: ANN001 - Numba's intrinsic protocol
+    """The little-endian 64-bit word at byte ``byte_off`` of ``buf``'s data (any array
+    type, any alignment: an unaligned load); no bounds check."""
+    sig = types.uint64(buf, types.uint64)
+
+    def codegen(context, builder, signature, args):  # noqa: ANN001
+        i64 = ir.IntType(64)
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        base = builder.bitcast(ary.data, ir.IntType(8).as_pointer())
+        ptr = builder.bitcast(builder.gep(base, [args[1]]), i64.as_pointer())
+        v = builder.load(ptr, align=1)
+        if sys.byteorder != "little":  # pragma: no cover - x86 and ARM run little-endian
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(i64, [i64]), "llvm.bswap.i64"
+            )
+            v = builder.call(fn, [v])
+        return v
+
+    return sig, codegen
+
+
+@intrinsic
+def _clmul_dot512(typingctx, buf, byte_off, pw, pw_off, groups):  # noqa: ANN001
+    """Unreduced sum of the carry-less products of 8 ``groups`` little-endian words of
+    ``buf`` (from byte ``byte_off``, any alignment) with the words ``pw[pw_off:]``, as
+    (lo, hi): two 512-bit VPCLMULQDQs per 8 words (even words by ``imm`` 0x00, odd ones by
+    0x11, four lanes each), the 128-bit products summed lane-wise in registers and the
+    four lanes folded once at the end. No bounds check."""
+    u = types.uint64
+    sig = types.UniTuple(u, 2)(buf, u, pw, u, u)
+
+    def codegen(context, builder, signature, args):  # noqa: ANN001
+        i64 = ir.IntType(64)
+        i32 = ir.IntType(32)
+        v8 = ir.VectorType(i64, 8)
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        pwa = context.make_array(signature.args[2])(context, builder, args[2])
+        base = builder.gep(builder.bitcast(ary.data, ir.IntType(8).as_pointer()), [args[1]])
+        pbase = builder.gep(builder.bitcast(pwa.data, i64.as_pointer()), [args[3]])
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(v8, [v8, v8, ir.IntType(8)]),
+            "llvm.x86.pclmulqdq.512",
+        )
+        zero8 = ir.Constant(v8, [ir.Constant(i64, 0)] * 8)
+        acc0 = cgutils.alloca_once_value(builder, zero8)
+        acc1 = cgutils.alloca_once_value(builder, zero8)
+        with cgutils.for_range(builder, args[4]) as loop:
+            wp = builder.gep(base, [builder.mul(loop.index, ir.Constant(i64, 64))])
+            w = builder.load(builder.bitcast(wp, v8.as_pointer()), align=1)
+            pp = builder.gep(pbase, [builder.mul(loop.index, ir.Constant(i64, 8))])
+            p = builder.load(builder.bitcast(pp, v8.as_pointer()), align=8)
+            even = builder.call(fn, [w, p, ir.Constant(ir.IntType(8), 0x00)])
+            odd = builder.call(fn, [w, p, ir.Constant(ir.IntType(8), 0x11)])
+            builder.store(builder.xor(builder.load(acc0), even), acc0)
+            builder.store(builder.xor(builder.load(acc1), odd), acc1)
+        v = builder.xor(builder.load(acc0), builder.load(acc1))
+
+        def shuffle(x: ir.Value, idx: list[int]) -> ir.Instruction:
+            mask = ir.Constant(ir.VectorType(i32, len(idx)), [ir.Constant(i32, i) for i in idx])
+            return builder.shuffle_vector(x, x, mask)
+
+        x = builder.xor(shuffle(v, [0, 1, 2, 3]), shuffle(v, [4, 5, 6, 7]))
+        y = builder.xor(shuffle(x, [0, 1]), shuffle(x, [2, 3]))
+        lo = builder.extract_element(y, ir.Constant(i32, 0))
+        hi = builder.extract_element(y, ir.Constant(i32, 1))
+        return context.make_tuple(builder, signature.return_type, [lo, hi])
+
+    return sig, codegen
+
+
+@njit(cache=True, inline="always")
+def clmul_dot8_words(buf: np.ndarray, byte_off: np.uint64, pw: np.ndarray, pw_off: np.uint64,
+                     groups: np.uint64) -> tuple[np.uint64, np.uint64]:
+    """Sum over t < 8 ``groups`` of clmul(word t of ``buf`` from byte ``byte_off``,
+    ``pw[pw_off + t]``), unreduced, one word at a time (portable reference; it runs where
+    the CPU lacks 512-bit VPCLMULQDQ). Words are read little-endian at any alignment."""
+    lo = np.uint64(0)
+    hi = np.uint64(0)
+    eight = np.uint64(8)
+    for t in range(np.uint64(groups) * eight):
+        w: np.uint64 = _load_le64(  # type: ignore[call-arg]
+            buf, np.uint64(byte_off) + eight * t
+        )
+        lo_t, hi_t = clmul(w, pw[np.uint64(pw_off) + t])
+        lo ^= lo_t
+        hi ^= hi_t
+    return lo, hi
+
+
+if HAS_VPCLMUL512:
+
+    @njit(cache=True, inline="always")
+    def clmul_dot8(buf: np.ndarray, byte_off: np.uint64, pw: np.ndarray, pw_off: np.uint64,
+                   groups: np.uint64) -> tuple[np.uint64, np.uint64]:
+        """Unreduced sum of clmul(word t, pw[pw_off + t]) over t < 8 ``groups``, words of
+        ``buf`` read little-endian from byte ``byte_off`` (512-bit VPCLMULQDQ)."""
+        return _clmul_dot512(buf, np.uint64(byte_off), pw,  # type: ignore[call-arg]
+                             np.uint64(pw_off), np.uint64(groups))
+
+else:
+    clmul_dot8 = clmul_dot8_words
