@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 from qkdnet.postprocessing._cascade_core import (
-    _affine_block_parities,
+    _affine_prefix_parities,
     _fill_bits,
     _fisher_yates,
     _words_moved,
@@ -80,7 +80,7 @@ def fixed_parts(repeats: int) -> None:
     ebits = np.empty_like(abits)
     mult, off, inv, word_seed = seeded_pass(12345, n)
     wrow = np.empty(n >> 6, dtype=np.int32)
-    bits = rng.integers(0, 2, n, dtype=np.uint8)
+    key_words = rng.integers(0, 2**63, (n + 63) >> 6).astype(np.uint64)
     par = np.zeros(4, dtype=np.uint8)
 
     def seeded() -> None:
@@ -93,11 +93,11 @@ def fixed_parts(repeats: int) -> None:
             abits, ebits, 0, pe, n, mult, off
         ),
         "seeded pass: word shuffle + move + fill (pass 2)": seeded,
-        "half-key pass parity sweep (x11 per frame)": lambda: _affine_block_parities(
-            par, 1, n // 2, bits, n, off, inv
+        "half-key pass parity sweep (x11 per frame)": lambda: _affine_prefix_parities(
+            par, 1, n // 2, key_words, n, off, inv
         ),
-        "n/4 pass parity sweep, 3 blocks (x1)": lambda: _affine_block_parities(
-            par, 3, 131_072, bits, n, off, inv
+        "n/4 pass parity sweep, 3 blocks (x1)": lambda: _affine_prefix_parities(
+            par, 3, 131_072, key_words, n, off, inv
         ),
     }
     for fn in parts.values():
