@@ -101,7 +101,9 @@ def test_hash_run_equals_horner(n: int, step: int, shift: int, start: int, seed:
     P = _key_powers(key, step)
     view = _unaligned(data, shift)  # starts ``shift`` bytes into its buffer
     assert _hash_run(view, 0, n, P, np.uint64(start)) == want
-    assert _hash_run(view.base, shift, n, P, np.uint64(start)) == want
+    whole = np.zeros(8 * n + 8, dtype=np.uint8)
+    whole[shift : shift + 8 * n] = view
+    assert _hash_run(whole, shift, n, P, np.uint64(start)) == want
 
 
 @settings(max_examples=40, deadline=None)
@@ -307,3 +309,16 @@ def test_odd_payloads_from_eve_fail_or_are_fixed_before_the_check(forged: str) -
     assert type(got) is bytes and got == msg
     kept[0][0] ^= 1
     assert got == msg
+
+
+def test_take_words_packs_little_endian_and_erases() -> None:
+    bits = np.random.default_rng(6).integers(0, 2, 64 * 5 + 3, dtype=np.uint8)
+    pool = PreSharedKeyPool(bits)
+    pool.take(3)
+    words = pool.take_words(4)
+    want = [sum(int(b) << i for i, b in enumerate(bits[3 + 64 * w : 67 + 64 * w]))
+            for w in range(4)]
+    assert words.dtype == np.uint64 and [int(w) for w in words] == want
+    assert pool.consumed_bits == 3 + 256 and pool.available_bits == 64
+    assert not pool._bits[: 3 + 256].any()  # erased
+    assert np.array_equal(pool.take(64), bits[259:])
