@@ -111,8 +111,11 @@ class PreSharedKeyPool:
     """
 
     def __init__(self, bits: np.ndarray | bytes = b"") -> None:
+        # the pool is _bits[_start:_end]; bits before _start were handed out (and zeroed),
+        # the room after _end takes refills without copying the pool
         self._bits = np.zeros(0, dtype=np.uint8)
-        self._start = 0  # bits before this index were handed out (and zeroed)
+        self._start = 0
+        self._end = 0
         self.consumed_bits = 0
         self.added_bits = 0
         self.refill(bits)
@@ -122,40 +125,55 @@ class PreSharedKeyPool:
         if isinstance(bits, bytes | bytearray):
             return np.unpackbits(np.frombuffer(bytes(bits), dtype=np.uint8), bitorder="little")
         arr = np.asarray(bits)
-        if arr.ndim != 1 or (arr.size and (arr.dtype.kind not in "biu" or int(arr.max()) > 1
-                                           or int(arr.min()) < 0)):
+        if arr.ndim != 1 or (arr.size and (
+            arr.dtype.kind not in "biu" or int(arr.max()) > 1
+            or (arr.dtype.kind != "u" and int(arr.min()) < 0)
+        )):
             raise ParameterError("bits", "must be bytes or a 1-D array of 0/1 bits")
         return arr.astype(np.uint8, copy=True)
 
     @property
     def available_bits(self) -> int:
         """Bits left in the pool."""
-        return int(self._bits.size - self._start)
+        return self._end - self._start
 
     def refill(self, bits: np.ndarray | bytes) -> None:
         """Append fresh shared secret bits (uint8 0/1 array, or bytes = 8 bits each)."""
-        new = self._to_bits(bits)
-        self._bits = np.concatenate([self._bits[self._start:], new])
-        self._start = 0
-        self.added_bits += int(new.size)
+        self._append(self._to_bits(bits))
+
+    def _append(self, new: np.ndarray) -> None:
+        # append checked 0/1 uint8 bits: in place when there is room, else the pool moves
+        # to the front of its buffer (or of a buffer twice its new size), so that a refill
+        # costs O(its own size) amortised, not a copy of the whole pool
+        n = int(new.size)
+        if self._end + n > self._bits.size:
+            live = self._end - self._start
+            if 2 * (live + n) <= self._bits.size:
+                buf = self._bits
+            else:
+                buf = np.zeros(max(2 * (live + n), 4096), dtype=np.uint8)
+            buf[:live] = self._bits[self._start:self._end]  # overlap-safe copy
+            buf[live:self._end] = 0  # erase what is left behind
+            if buf is not self._bits:
+                self._bits[:] = 0
+            self._bits, self._start, self._end = buf, 0, live
+        self._bits[self._end:self._end + n] = new
+        self._end += n
+        self.added_bits += n
 
     def _check_take(self, n_bits: int) -> None:
         if n_bits < 0:
             raise ParameterError("n_bits", f"must be >= 0, got {n_bits}")
-        if n_bits > self._bits.size - self._start:
+        if n_bits > self._end - self._start:
             raise KeyExhausted(
                 f"pre-shared key pool has {self.available_bits} bits, {n_bits} needed; "
                 "refill it from a previous block's secret key"
             )
 
     def _taken(self, n_bits: int) -> None:
-        # the next n_bits were handed out (and erased)
+        # the next n_bits were handed out (and erased); _append reclaims the room
         self._start += n_bits
         self.consumed_bits += n_bits
-        if self._start > 65536 and 2 * self._start > self._bits.size:
-            # drop the erased prefix now and then (amortised O(1) per bit taken)
-            self._bits = self._bits[self._start:].copy()
-            self._start = 0
 
     def take(self, n_bits: int) -> np.ndarray:
         """Remove and return the next ``n_bits`` bits; raises KeyExhausted (taking nothing)."""
@@ -486,8 +504,9 @@ class AuthenticatedChannel:
     ``alice_pool`` and ``bob_pool`` are the two ends' copies of the pre-shared key (same
     content). Each direction gets its own authenticator pair; to keep both ends consuming
     key in the same order, the pools are split per direction at construction: the
-    first half of the initial key (and of every ``refill``) serves Alice -> Bob, the second
-    half Bob -> Alice.
+    first half of the initial key serves Alice -> Bob, the second half Bob -> Alice; each
+    ``refill`` is split so as to even out the two directions' key (see
+    ``_move_from_pools``).
 
     ``send(sender, message)`` returns the :class:`Frame` as it arrives at the other end:
     if a ``tamper`` hook is set (a man in the middle), the frame passes through it.
@@ -534,17 +553,32 @@ class AuthenticatedChannel:
         self.tag_bits_sent = 0
 
     def _move_from_pools(self) -> None:
-        """Split whatever the two end pools hold between the two directions."""
+        """Split whatever the two end pools hold between the two directions.
+
+        The split tops up the direction that has less key left: Alice -> Bob gets the
+        first x bits, x a whole number of words as close as possible to evening out the
+        two directions' key (half of the bits when they are even, as at construction),
+        Bob -> Alice the rest. A fixed half split starves the busier direction: with the
+        pipeline repaying exactly what was consumed, Alice (5 of a block's 7 frames) ran
+        out of key after some hundreds of blocks and every later block aborted. x is
+        computed from Alice's end and used at both, so the ends append the same bits to
+        the same direction even while frames are in flight; a deployment with two
+        separate ends would send x along (it is public: it says which bits go where,
+        nothing about them).
+        """
         a, b = self._pools[Role.ALICE], self._pools[Role.BOB]
         if a.available_bits != b.available_bits:
             raise ParameterError(
                 "bob_pool", "the two ends' pools must hold the same amount of key"
             )
         total = a.available_bits
-        half = (total // 2) // WORD_BITS * WORD_BITS
+        mine = self._dir_pools[Role.ALICE]
+        gap = mine[Role.BOB].available_bits - mine[Role.ALICE].available_bits
+        x = min(max((total + gap) // 2, 0), total) // WORD_BITS * WORD_BITS
         for end, pool in ((Role.ALICE, a), (Role.BOB, b)):
-            self._dir_pools[end][Role.ALICE].refill(pool.take(half))
-            self._dir_pools[end][Role.BOB].refill(pool.take(total - half))
+            bits = pool.take(total)
+            self._dir_pools[end][Role.ALICE]._append(bits[:x])
+            self._dir_pools[end][Role.BOB]._append(bits[x:])
 
     def refill(self, alice_bits: np.ndarray | bytes, bob_bits: np.ndarray | bytes) -> None:
         """Add fresh shared key at both ends (e.g. from the previous block's output)."""
