@@ -266,7 +266,9 @@ class Pipeline:
         """The authenticated classical channel (its counters: messages, bits, key used)."""
         return self._channel
 
-    def _send(self, sender: str, message: bytes, seconds: dict[str, float]) -> bytes:
+    def _send(
+        self, sender: str, message: bytes, seconds: dict[str, float]
+    ) -> bytes | memoryview:
         """Send one public message through the authenticated channel; return what arrived."""
         t = self._now()
         role = Role.ALICE if sender == "alice" else Role.BOB
