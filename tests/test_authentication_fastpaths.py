@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numba import njit
 
 from qkdnet.errors import AuthenticationError, ParameterError
 from qkdnet.postprocessing import _gf2
@@ -58,26 +59,43 @@ def test_key_powers_are_powers() -> None:
         assert int(P[40 - e]) == x
 
 
+@njit
+def _dot128(buf, off, pw, pw_off, groups):  # noqa: ANN001, ANN202
+    return _gf2._clmul_dot128(buf, off, pw, pw_off, groups)  # type: ignore[call-arg]
+
+
+@njit
+def _dot512(buf, off, pw, pw_off, groups):  # noqa: ANN001, ANN202
+    return _gf2._clmul_dot512(buf, off, pw, pw_off, groups)  # type: ignore[call-arg]
+
+
 @pytest.mark.parametrize("groups", [1, 2, 3, 16, 17])
-def test_dot_product_kernel_equals_word_by_word_and_soft(groups: int) -> None:
-    """``clmul_dot8`` (512-bit VPCLMULQDQ here when the CPU has it) against the portable
-    one-word-at-a-time sum and against the shift-and-xor products, at every byte
-    alignment and table offset."""
+def test_dot_product_kernels_equal_word_by_word_and_soft(groups: int) -> None:
+    """``clmul_dot8`` (the path this host uses), and the 128-bit and 512-bit kernels where
+    the CPU has them, against the portable one-word-at-a-time sum and the shift-and-xor
+    products, at every byte alignment and table offset."""
+    kernels = [_gf2.clmul_dot8]
+    if _gf2.HAS_PCLMUL:
+        kernels.append(_dot128)
+    if _gf2.HAS_VPCLMUL512:
+        kernels.append(_dot512)
     rng = np.random.default_rng(groups)
     buf = rng.integers(0, 256, 8 * 8 * groups + 16, dtype=np.uint8)
     pw = rng.integers(0, 2**64, 8 * groups + 9, dtype=np.uint64)
+    u = np.uint64
     for off in range(8):
         for pw_off in (0, 1, 9):
-            u = np.uint64
-            got = _gf2.clmul_dot8(buf, u(off), pw, u(pw_off), u(groups))
-            ref = _gf2.clmul_dot8_words(buf, u(off), pw, u(pw_off), u(groups))
             words = np.frombuffer(buf[off : off + 64 * groups].tobytes(), dtype="<u8")
             lo = hi = 0
             for t, w in enumerate(words):
                 a, b = _gf2.clmul_soft(w, pw[pw_off + t])
                 lo ^= int(a)
                 hi ^= int(b)
-            assert (int(got[0]), int(got[1])) == (int(ref[0]), int(ref[1])) == (lo, hi)
+            ref = _gf2.clmul_dot8_words(buf, u(off), pw, u(pw_off), u(groups))
+            assert (int(ref[0]), int(ref[1])) == (lo, hi)
+            for kernel in kernels:
+                got = kernel(buf, u(off), pw, u(pw_off), u(groups))
+                assert (int(got[0]), int(got[1])) == (lo, hi), kernel
 
 
 @settings(max_examples=30, deadline=None)

@@ -16,6 +16,10 @@ word is a polynomial over GF(2) whose coefficient of ``z^b`` is bit ``b``.
   split for Toeplitz matrices (Fan & Hasan, IEEE Trans. Comput. 56, 224, 2007), with a
   base case computed with ``clmul`` word by word, or, where the CPU has 512-bit
   VPCLMULQDQ, as the middle columns of a digit product four columns at a time.
+* ``clmul_dot8``: the unreduced sum of the carry-less products of message words (read in
+  place, any alignment) with a table of key powers, 8 words per 512-bit VPCLMULQDQ pair
+  (or per four 128-bit PCLMULQDQ pairs): the inner step of the polynomial hash of
+  authentication.
 * ``cyclic_products_range`` / ``cyclic_product``: products in GF(2)[x]/(x^T - 1) by
   Schönhage's ternary FFT (Acta Informatica 7, 395, 1977), pointwise products by
   Karatsuba (``_kmul``, leaves by 512-bit VPCLMULQDQ four columns at a time where the CPU
@@ -1215,6 +1219,58 @@ def _load_le64(typingctx, buf, byte_off):  # noqa: ANN001 - Numba's intrinsic pr
     return sig, codegen
 
 
+def _clmul_dot_codegen(lanes: int, name: str):  # noqa: ANN202 - Numba's intrinsic protocol
+    """Code for ``_clmul_dot512`` (``lanes`` = 8 words per vector, llvm.x86.pclmulqdq.512)
+    and ``_clmul_dot128`` (2, llvm.x86.pclmulqdq)."""
+
+    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
+        i64 = ir.IntType(64)
+        i32 = ir.IntType(32)
+        vec = ir.VectorType(i64, lanes)
+        per_group = 8 // lanes  # vectors per group of 8 words
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        pwa = context.make_array(signature.args[2])(context, builder, args[2])
+        base = builder.gep(builder.bitcast(ary.data, ir.IntType(8).as_pointer()), [args[1]])
+        pbase = builder.gep(builder.bitcast(pwa.data, i64.as_pointer()), [args[3]])
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vec, [vec, vec, ir.IntType(8)]), name
+        )
+        zero = ir.Constant(vec, [ir.Constant(i64, 0)] * lanes)
+        # two accumulators per vector of the group (even and odd words), so that no
+        # product waits for another's sum
+        accs = [cgutils.alloca_once_value(builder, zero) for _ in range(2 * per_group)]
+        with cgutils.for_range(builder, args[4]) as loop:
+            for q in range(per_group):
+                at = builder.add(builder.mul(loop.index, ir.Constant(i64, 8)),
+                                 ir.Constant(i64, q * lanes))
+                wp = builder.gep(base, [builder.mul(at, ir.Constant(i64, 8))])
+                w = builder.load(builder.bitcast(wp, vec.as_pointer()), align=1)
+                p = builder.load(builder.bitcast(builder.gep(pbase, [at]), vec.as_pointer()),
+                                 align=8)
+                for j, imm in enumerate((0x00, 0x11)):
+                    prod = builder.call(fn, [w, p, ir.Constant(ir.IntType(8), imm)])
+                    acc = accs[2 * q + j]
+                    builder.store(builder.xor(builder.load(acc), prod), acc)
+        v = builder.load(accs[0])
+        for acc in accs[1:]:
+            v = builder.xor(v, builder.load(acc))
+
+        def shuffle(x: ir.Value, idx: list[int]) -> ir.Instruction:
+            mask = ir.Constant(ir.VectorType(i32, len(idx)), [ir.Constant(i32, i) for i in idx])
+            return builder.shuffle_vector(x, x, mask)
+
+        width = lanes
+        while width > 2:  # fold the 128-bit lanes: halves xored
+            width //= 2
+            v = builder.xor(shuffle(v, list(range(width))),
+                            shuffle(v, list(range(width, 2 * width))))
+        lo = builder.extract_element(v, ir.Constant(i32, 0))
+        hi = builder.extract_element(v, ir.Constant(i32, 1))
+        return context.make_tuple(builder, signature.return_type, [lo, hi])
+
+    return codegen
+
+
 @intrinsic
 def _clmul_dot512(typingctx, buf, byte_off, pw, pw_off, groups):  # noqa: ANN001
     """Unreduced sum of the carry-less products of 8 ``groups`` little-endian words of
@@ -1223,45 +1279,16 @@ def _clmul_dot512(typingctx, buf, byte_off, pw, pw_off, groups):  # noqa: ANN001
     0x11, four lanes each), the 128-bit products summed lane-wise in registers and the
     four lanes folded once at the end. No bounds check."""
     u = types.uint64
-    sig = types.UniTuple(u, 2)(buf, u, pw, u, u)
+    return (types.UniTuple(u, 2)(buf, u, pw, u, u),
+            _clmul_dot_codegen(8, "llvm.x86.pclmulqdq.512"))
 
-    def codegen(context, builder, signature, args):  # noqa: ANN001
-        i64 = ir.IntType(64)
-        i32 = ir.IntType(32)
-        v8 = ir.VectorType(i64, 8)
-        ary = context.make_array(signature.args[0])(context, builder, args[0])
-        pwa = context.make_array(signature.args[2])(context, builder, args[2])
-        base = builder.gep(builder.bitcast(ary.data, ir.IntType(8).as_pointer()), [args[1]])
-        pbase = builder.gep(builder.bitcast(pwa.data, i64.as_pointer()), [args[3]])
-        fn = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(v8, [v8, v8, ir.IntType(8)]),
-            "llvm.x86.pclmulqdq.512",
-        )
-        zero8 = ir.Constant(v8, [ir.Constant(i64, 0)] * 8)
-        acc0 = cgutils.alloca_once_value(builder, zero8)
-        acc1 = cgutils.alloca_once_value(builder, zero8)
-        with cgutils.for_range(builder, args[4]) as loop:
-            wp = builder.gep(base, [builder.mul(loop.index, ir.Constant(i64, 64))])
-            w = builder.load(builder.bitcast(wp, v8.as_pointer()), align=1)
-            pp = builder.gep(pbase, [builder.mul(loop.index, ir.Constant(i64, 8))])
-            p = builder.load(builder.bitcast(pp, v8.as_pointer()), align=8)
-            even = builder.call(fn, [w, p, ir.Constant(ir.IntType(8), 0x00)])
-            odd = builder.call(fn, [w, p, ir.Constant(ir.IntType(8), 0x11)])
-            builder.store(builder.xor(builder.load(acc0), even), acc0)
-            builder.store(builder.xor(builder.load(acc1), odd), acc1)
-        v = builder.xor(builder.load(acc0), builder.load(acc1))
 
-        def shuffle(x: ir.Value, idx: list[int]) -> ir.Instruction:
-            mask = ir.Constant(ir.VectorType(i32, len(idx)), [ir.Constant(i32, i) for i in idx])
-            return builder.shuffle_vector(x, x, mask)
-
-        x = builder.xor(shuffle(v, [0, 1, 2, 3]), shuffle(v, [4, 5, 6, 7]))
-        y = builder.xor(shuffle(x, [0, 1]), shuffle(x, [2, 3]))
-        lo = builder.extract_element(y, ir.Constant(i32, 0))
-        hi = builder.extract_element(y, ir.Constant(i32, 1))
-        return context.make_tuple(builder, signature.return_type, [lo, hi])
-
-    return sig, codegen
+@intrinsic
+def _clmul_dot128(typingctx, buf, byte_off, pw, pw_off, groups):  # noqa: ANN001
+    """``_clmul_dot512`` with 128-bit PCLMULQDQ: two words per vector load, eight
+    instructions per 8 words (x86-64 without 512-bit VPCLMULQDQ)."""
+    u = types.uint64
+    return types.UniTuple(u, 2)(buf, u, pw, u, u), _clmul_dot_codegen(2, "llvm.x86.pclmulqdq")
 
 
 @njit(cache=True, inline="always")
@@ -1269,7 +1296,7 @@ def clmul_dot8_words(buf: np.ndarray, byte_off: np.uint64, pw: np.ndarray, pw_of
                      groups: np.uint64) -> tuple[np.uint64, np.uint64]:
     """Sum over t < 8 ``groups`` of clmul(word t of ``buf`` from byte ``byte_off``,
     ``pw[pw_off + t]``), unreduced, one word at a time (portable reference; it runs where
-    the CPU lacks 512-bit VPCLMULQDQ). Words are read little-endian at any alignment."""
+    the CPU lacks PCLMULQDQ). Words are read little-endian at any alignment."""
     lo = np.uint64(0)
     hi = np.uint64(0)
     eight = np.uint64(8)
@@ -1293,5 +1320,15 @@ if HAS_VPCLMUL512:
         return _clmul_dot512(buf, np.uint64(byte_off), pw,  # type: ignore[call-arg]
                              np.uint64(pw_off), np.uint64(groups))
 
-else:
+elif HAS_PCLMUL:
+
+    @njit(cache=True, inline="always")
+    def clmul_dot8(buf: np.ndarray, byte_off: np.uint64, pw: np.ndarray, pw_off: np.uint64,
+                   groups: np.uint64) -> tuple[np.uint64, np.uint64]:
+        """Unreduced sum of clmul(word t, pw[pw_off + t]) over t < 8 ``groups``, words of
+        ``buf`` read little-endian from byte ``byte_off`` (128-bit PCLMULQDQ)."""
+        return _clmul_dot128(buf, np.uint64(byte_off), pw,  # type: ignore[call-arg]
+                             np.uint64(pw_off), np.uint64(groups))
+
+else:  # pragma: no cover - only on CPUs without PCLMULQDQ (and in the QKDNET_SOFT_CLMUL test)
     clmul_dot8 = clmul_dot8_words

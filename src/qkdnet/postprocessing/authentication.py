@@ -261,8 +261,9 @@ def _message_segments(*parts: bytes) -> list[np.ndarray]:
 
 #: Words hashed per modular reduction. With 512-bit VPCLMULQDQ (``_gf2.clmul_dot8``)
 #: measured on a 4.5 MB message (shared 2-core Zen 5): 45 GB/s at 32 words, 60 at 64,
-#: 62 at 128, 61-64 at 256 (and slower again for 64 KB messages: the table is longer);
-#: word by word with 128-bit PCLMULQDQ, 32 (2x faster than 8 words per step).
+#: 62 at 128, 61-64 at 256 (and slower again for 64 KB messages: the table is longer),
+#: about the L3 read bandwidth; with 128-bit PCLMULQDQ (QKDNET_NO_VPCLMUL512=1) 15.9 GB/s
+#: at 32, 16.0-16.2 at 64-128 (noise), 15.1 at 16.
 HASH_STEP_WORDS = 128 if HAS_VPCLMUL512 else 32
 
 
