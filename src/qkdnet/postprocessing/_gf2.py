@@ -1310,24 +1310,18 @@ def clmul_dot8_words(buf: np.ndarray, byte_off: np.uint64, pw: np.ndarray, pw_of
     return lo, hi
 
 
-if HAS_VPCLMUL512:
+# Only the intrinsic the host can run is compiled (a 512-bit one would not select elsewhere).
+_clmul_dot_hw = _clmul_dot512 if HAS_VPCLMUL512 else _clmul_dot128
+
+if HAS_PCLMUL:
 
     @njit(cache=True, inline="always")
     def clmul_dot8(buf: np.ndarray, byte_off: np.uint64, pw: np.ndarray, pw_off: np.uint64,
                    groups: np.uint64) -> tuple[np.uint64, np.uint64]:
         """Unreduced sum of clmul(word t, pw[pw_off + t]) over t < 8 ``groups``, words of
-        ``buf`` read little-endian from byte ``byte_off`` (512-bit VPCLMULQDQ)."""
-        return _clmul_dot512(buf, np.uint64(byte_off), pw,  # type: ignore[call-arg]
-                             np.uint64(pw_off), np.uint64(groups))
-
-elif HAS_PCLMUL:
-
-    @njit(cache=True, inline="always")
-    def clmul_dot8(buf: np.ndarray, byte_off: np.uint64, pw: np.ndarray, pw_off: np.uint64,
-                   groups: np.uint64) -> tuple[np.uint64, np.uint64]:
-        """Unreduced sum of clmul(word t, pw[pw_off + t]) over t < 8 ``groups``, words of
-        ``buf`` read little-endian from byte ``byte_off`` (128-bit PCLMULQDQ)."""
-        return _clmul_dot128(buf, np.uint64(byte_off), pw,  # type: ignore[call-arg]
+        ``buf`` read little-endian from byte ``byte_off`` (512-bit VPCLMULQDQ where the
+        CPU has it, else 128-bit PCLMULQDQ)."""
+        return _clmul_dot_hw(buf, np.uint64(byte_off), pw,  # type: ignore[call-arg]
                              np.uint64(pw_off), np.uint64(groups))
 
 else:  # pragma: no cover - only on CPUs without PCLMULQDQ (and in the QKDNET_SOFT_CLMUL test)
