@@ -401,8 +401,8 @@ class WegmanCarterAuthenticator:
         self.epsilon = 0.0  # sum of the per-message forgery bounds (union bound)
 
     def _next_keys(self) -> tuple[np.ndarray, np.ndarray]:
-        # the key powers of each lane (rows; computed once, with the hash keys) and the
-        # masks c_l XOR r_l of this message
+        # the key powers of each lane (rows; computed once, when the hash keys are drawn)
+        # and this message's pad r_l per lane
         need = self.tag_bits * (3 if self._hash_keys is None else 1)
         if self.pool.available_bits < need:
             raise KeyExhausted(
