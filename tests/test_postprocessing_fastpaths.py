@@ -67,6 +67,10 @@ def test_split_sifting_matches_one_pass_and_naive(
     # threads=1 keeps a long block in one piece: the same result as the split one
     whole = sifting.sift(r, threads=1)
     assert whole.messages == one.messages
+    # in one piece the announcements are read-only views of the kernel's buffers (Alice's
+    # only with classes packed two bits each, i.e. at most four)
+    for _, message in whole.messages[: 2 if classes <= 4 else 1]:
+        assert isinstance(message, memoryview) and message.readonly
     assert np.array_equal(whole.alice_key, split.alice_key)
     naive = _naive_sift(r)
     for s in (one, split):

@@ -197,7 +197,7 @@ class _Computed:
 
     info: dict[str, Any]
     seconds: dict[str, float]
-    messages: list[tuple[str, bytes]]
+    messages: list[tuple[str, bytes | memoryview]]
     ell: int = 0
     alice_final: np.ndarray | None = None
     bob_final: np.ndarray | None = None
@@ -267,7 +267,7 @@ class Pipeline:
         return self._channel
 
     def _send(
-        self, sender: str, message: bytes, seconds: dict[str, float]
+        self, sender: str, message: bytes | memoryview, seconds: dict[str, float]
     ) -> bytes | memoryview:
         """Send one public message through the authenticated channel; return what arrived."""
         t = self._now()
@@ -361,7 +361,7 @@ class Pipeline:
         """
         cfg = self.config
         seconds: dict[str, float] = {s: 0.0 for s in STAGES}
-        messages: list[tuple[str, bytes]] = []
+        messages: list[tuple[str, bytes | memoryview]] = []
         info: dict[str, Any] = {
             "index": index,
             "pulses": records.total_pulses,
