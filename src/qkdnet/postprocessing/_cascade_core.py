@@ -316,7 +316,8 @@ def _block_parities(
     ptab: np.ndarray, mult: int, off: int,
 ) -> None:
     # parities of Alice's first nsend blocks of a pass, without storing the prefix: through
-    # the explicit permutation ptab[p] when 0 <= p < len(ptab), else the affine map.
+    # the explicit permutation ptab[p] when 0 <= p < len(ptab), else the affine map (the
+    # kernel passes p = -1: its seeded passes are filled in pass order instead).
     # Unsigned indices, as in _fill_bits
     u3 = np.uint64(3)
     u7 = np.uint64(7)
@@ -498,11 +499,12 @@ def seeded_pass(seed: int, n: int) -> tuple[int, int, int, np.uint64]:
 
     Drawn from splitmix64 outputs m = 1, 2, ... of ``seed`` (``r_m`` = the top 32 bits):
     ``mult = 1 + floor(r_m (n - 1) / 2^32)`` for the first m that gives ``gcd(mult, n) =
-    1`` (``mult = 1`` when n <= 2), then ``off = floor(r (n) / 2^32)`` from the next
-    output and ``word_seed`` = the full output after that, which seeds the Fisher–Yates
-    shuffle (:func:`random_permutation`) of the ``n >> 6`` whole 64-position words.
-    Pass position t (t < 64 (n >> 6)) is key index ``(mult y + off) mod n`` with ``y =
-    64 perm[t >> 6] + (t & 63)``; the tail positions keep ``y = t``.
+    1`` (``mult = 1`` when n <= 2), then ``off = floor(r n / 2^32)`` from the next output
+    and ``word_seed`` = the full output after that, which seeds the Fisher–Yates shuffle
+    ``perm`` (:func:`random_permutation`) of the key's ``n >> 6`` whole 64-bit words.
+    Pass position t goes to ``y = (mult t + off) mod n``, and y to key index ``64
+    perm[y >> 6] + (y & 63)`` when ``y < 64 (n >> 6)``, else to key index y (the tail of
+    a key that is not a whole number of words stays in place).
     """
     s = np.uint64(seed)
     m = 0
@@ -570,7 +572,7 @@ def reconcile_frame(
     contents on entry do not matter."""
     n = a.shape[0]
     npass = ks.shape[0]
-    # row of each explicit pass in the shuffle tables (-1: affine)
+    # row of each seeded pass in the word-shuffle tables (-1: affine)
     prow = np.full(npass, -1, dtype=np.int64)
     k = 0
     for p in range(npass):
