@@ -24,27 +24,28 @@ Two variants:
     pass's parities).
 
 Shuffles. Every pass but the second uses a random affine permutation ``t -> (mult*t +
-off) mod n`` with ``mult`` coprime to ``n`` (announced as ``mult, off``), which costs O(1)
-memory and time. Affine maps alone are not enough: between two affine passes the map is
-linear, so an error pair hidden in a first-pass block has "translated twins" hidden in
-the same second-pass blocks, and such rectangles of errors survive every later pass
-together — seen as frames left with errors (up to thousands) in 8 of 300 frames of 5e5
-bits at 8 %. The second pass is therefore *seeded* (announced as ``mult = 0`` and a
-63-bit seed drawn from ``rng``): an affine map drawn from the seed followed by a random
-(Fisher–Yates) shuffle of the key's 64-bit words (``_cascade_core.seeded_pass``). Two
-key bits in different words land at independent random places, which breaks the linear
-relation to the other passes; within a word the 64 bits are spread over the whole pass
-by the affine map first. Frames of 5e5 bits left with residual errors: 0 of 2500 at 8 %,
-0 of 2000 at 5 %, 2 of 5100 at 2 %, 0 of 1500 at 1 % (with two full Fisher–Yates passes:
-1 of 700 at 8 %, 1 of 5100 at 2 %, 0 of 1500 at 1 %), f as with full random permutations
-(1.0489 at 8 %). (Applying the word shuffle *before* the affine map instead keeps runs of
-64 affine images together: 17 of 1000 frames at 8 % kept errors, f 1.0605.) The first
-pass being affine rather than random changes nothing for independent errors (relabel the
-key by its inverse) and still spreads bursts of neighbouring errors over blocks. Before,
-the first two passes were full Fisher–Yates permutations of the n positions with their
-inverses (4 MB and ~4 ms per 10^6 bits); now the tables are n/64 entries.
-``tests/test_cascade_shuffles.py`` keeps the failure-mode check. The efficiency reached
-is measured against the published figures in ``tests/test_cascade.py``.
+off) mod n`` with ``mult`` coprime to ``n`` (announced as ``mult, off``), which costs
+O(1) memory and time. Affine maps alone are not enough: between two affine passes the
+map is linear, so an error pair hidden in a first-pass block has "translated twins"
+hidden in the same second-pass blocks, and such rectangles of errors survive every later
+pass together — seen as frames left with errors (up to thousands) in 8 of 300 frames of
+5e5 bits at 8 %. The second pass is therefore *seeded* (announced as ``mult = 0`` and a
+63-bit seed drawn from ``rng``): pass position t goes through an affine map drawn from
+the seed and then through a random (Fisher–Yates) shuffle of the key's 64-bit words
+(``_cascade_core.seeded_pass``). Key bits of different words land at independent random
+places, which breaks the linear relation to the other passes, and the 64 bits of one
+word are spread over the whole pass by the affine map. Frames of 5e5 bits left with
+residual errors: 0 of 2500 at 8 %, 0 of 2000 at 5 %, 2 of 5100 at 2 %, 0 of 1500 at 1 %
+(with two full Fisher–Yates passes: 1 of 700 at 8 %, 1 of 5100 at 2 %, 0 of 1500 at
+1 %), f as with full random permutations (1.0489 at 8 %). (Applying the word shuffle
+*before* the affine map instead keeps runs of 64 affine images together: 17 of 1000
+frames at 8 % kept errors, f 1.0605.) The first pass being affine rather than random
+changes nothing for independent errors (relabel the key by its inverse) and still
+spreads bursts of neighbouring errors over blocks. Before, the first two passes were
+full Fisher–Yates permutations of the n positions with their inverses (4 MB and ~4 ms
+per 10^6 bits); now the tables are n/64 entries. ``tests/test_cascade_shuffles.py``
+keeps the failure-mode check. The efficiency reached is measured against the published
+figures in ``tests/test_cascade.py``.
 
 Leakage accounting: ``leaked_bits`` counts every parity of Alice's key that she sends
 (block parities and left-half parities of the binary searches). Bob's messages (which
