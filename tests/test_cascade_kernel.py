@@ -7,6 +7,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 
+def _words(bits: np.ndarray, extra: int = 0) -> np.ndarray:
+    """0/1 bytes packed LSB first into 64-bit words, zero-padded, plus ``extra`` zero
+    words (the kernel's bitsets have n // 64 + 1 words)."""
+    padded = np.zeros((((bits.size + 63) >> 6) + extra) * 64, dtype=np.uint8)
+    padded[: bits.size] = bits
+    return np.packbits(padded, bitorder="little").view("<u8")
+
+
 @settings(max_examples=60, deadline=None)
 @given(x=st.integers(0, 2**64 - 1))
 def test_word_parity_is_the_parity_of_the_set_bits(x: int) -> None:
@@ -28,9 +36,7 @@ def test_range_parity_of_a_bitset_equals_the_sum_of_its_bits(
 
     bits = np.random.default_rng(seed).integers(0, 2, n, dtype=np.uint8)
     words = np.zeros((2, (n >> 6) + 1), dtype=np.uint64)
-    padded = np.zeros(words.shape[1] * 64, dtype=np.uint8)
-    padded[:n] = bits
-    words[1] = np.packbits(padded, bitorder="little").view("<u8")
+    words[1] = _words(bits, int(n % 64 == 0))
     lo, hi = sorted(int(c * n) for c in cut)
     hi = max(hi, lo + 1)
     if hi > n:
@@ -65,9 +71,7 @@ def test_key_order_parities_of_the_first_blocks_equal_the_written_out_permutatio
     off = int(rng.integers(0, n))
     k = max(1, -(-n // 4))  # the n/4 pass: up to four blocks
     nsend = min(nsend, -(-n // k))
-    padded = np.zeros(((n + 63) >> 6) * 64, dtype=np.uint8)
-    padded[:n] = a
-    words = np.packbits(padded, bitorder="little").view("<u8")
+    words = _words(a)
     got = np.zeros(nsend, dtype=np.uint8)
     _affine_prefix_parities(got, nsend, k, words, n, off, pow(mult, -1, n))
     order = (mult * np.arange(n, dtype=np.int64) + off) % n
@@ -92,10 +96,7 @@ def test_block_parities_of_a_bitset_and_their_packing(
 
     k = (1 << log_k) + (3 if odd_k else 0)
     bits = np.random.default_rng(seed).integers(0, 2, n, dtype=np.uint8)
-    words = np.zeros((1, (n >> 6) + 1), dtype=np.uint64)
-    padded = np.zeros(words.shape[1] * 64, dtype=np.uint8)
-    padded[:n] = bits
-    words[0] = np.packbits(padded, bitorder="little").view("<u8")
+    words = _words(bits, int(n % 64 == 0))[None, :]
     nblk = -(-n // k)
     got = np.zeros(nblk, dtype=np.uint8)
     _bitset_block_parities(got, words, 0, k, nblk, n)
