@@ -561,6 +561,7 @@ def reconcile_frame(
     wperm: np.ndarray,
     wknown: np.ndarray,
     wbits: np.ndarray,
+    wtext: np.ndarray,
 ) -> tuple[np.ndarray, int, np.ndarray, int, int]:
     """One frame end to end in one call (word-shuffle tables, Alice's packed key, the
     error list, :func:`cascade_kernel`), so a frame costs one GIL-free call. ``b`` is
@@ -568,8 +569,10 @@ def reconcile_frame(
     ``offs[p]``), the others affine. ``wperm`` (int32, >= 2 (n/64 + 1) times the seeded
     passes), ``wknown`` (uint8, >= passes n) and ``wbits``
     (uint64, >= 2 passes (n/64 + 1)) are scratch space reused from call to call: fresh
-    memory costs a page fault per 4 KiB, which was a tenth of the frame's time. Their
-    contents on entry do not matter."""
+    memory costs a page fault per 4 KiB, which was a tenth of the frame's time. ``wtext``
+    (uint8, >= 1024) is where the transcript is written; it is returned (as ``buf``)
+    unless the transcript outgrew it, then a larger copy is (the caller may keep that
+    for the next call). Their contents on entry do not matter."""
     n = a.shape[0]
     npass = ks.shape[0]
     # row of each seeded pass in the word-shuffle tables (-1: affine)
@@ -641,7 +644,7 @@ def reconcile_frame(
             winv[r, np.uint64(wtab[r, w])] = w
     return cascade_kernel(
         a, b, pe, apacked.view(np.uint64), wtab, winv, prow, errs, ks, mults, offs, amults,
-        aoffs, ainvs, reuse, infer_last, known, abits, ebits,
+        aoffs, ainvs, reuse, infer_last, known, abits, ebits, wtext,
     )
 
 
@@ -666,11 +669,14 @@ def cascade_kernel(
     known: np.ndarray,
     abits: np.ndarray,
     ebits: np.ndarray,
+    buf: np.ndarray,
 ) -> tuple[np.ndarray, int, np.ndarray, int, int]:
     """Run Cascade in place on ``b``; return (b, leaked bits, transcript, length, messages).
 
     ``known`` (uint8, ``(passes, n)``), ``abits`` and ``ebits`` (uint64,
     ``(passes, n/64 + 1)``) are scratch space; each row is cleared or filled before use.
+    ``buf`` (uint8, at least 1024 long) receives the transcript, grown (copied to a
+    buffer twice as long) when full.
 
     ``pe`` (uint16) holds Alice's key packed LSB first in its low bytes and Bob's error
     indicator (a xor b) packed the same way in its high bytes, which the kernel keeps up
@@ -713,7 +719,6 @@ def cascade_kernel(
     ninv = 1.0 / n
     moved = np.empty_like(pe)  # the key with a seeded pass's words moved (_words_moved)
     nw64 = (n >> 6) << 6  # positions in whole words (seeded passes shuffle those)
-    buf = np.empty(1024, dtype=np.uint8)
     pos = 0
     leak = 0
     messages = 0
