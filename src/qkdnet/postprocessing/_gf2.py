@@ -362,14 +362,14 @@ def gf64_mul(a: np.uint64, b: np.uint64) -> np.uint64:
     return _gf64_reduce(lo, hi)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def gf64_mul_soft(a: np.uint64, b: np.uint64) -> np.uint64:
     """Product in GF(2^64) with the portable carry-less multiply (for cross-checks)."""
     lo, hi = clmul_soft(a, b)
     return _gf64_reduce(lo, hi)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def poly_hash(words: np.ndarray, key: np.uint64) -> np.uint64:
     """h = sum_i words[i] * key^(L - i) over GF(2^64), L = len(words), by Horner's rule.
 
@@ -432,7 +432,7 @@ def _xor_into2(buf: np.ndarray, d: int, a: int, b: int, n: int) -> None:
         buf[ud + i] ^= buf[ua + i] ^ buf[ub + i]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _tmvp_base(buf: np.ndarray, ao: int, xo: int, yo: int, W: int) -> None:
     """buf[yo:yo+W] = T(buf[ao:ao+2W]) buf[xo:xo+W], schoolbook at word level.
 
@@ -462,7 +462,7 @@ def _tmvp_base(buf: np.ndarray, ao: int, xo: int, yo: int, W: int) -> None:
         prev_hi = chi
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _tmvp_base_512(buf: np.ndarray, ao: int, xo: int, yo: int, W: int, wo: int) -> None:
     """``_tmvp_base`` for even W >= 4 with 512-bit VPCLMULQDQ; buf[wo:wo+3W+28] is scratch.
 
@@ -503,7 +503,7 @@ def _tmvp_base_512(buf: np.ndarray, ao: int, xo: int, yo: int, W: int, wo: int) 
         buf[uyo + t] = (buf[up + t] >> s63) | (buf[up + t + one] << one)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _tmvp_base_words(buf: np.ndarray, ao: int, xo: int, yo: int, W: int, wo: int) -> None:
     """``_tmvp_base`` with the signature of ``_tmvp_base_512`` (``wo`` unused)."""
     _tmvp_base(buf, ao, xo, yo, W)
@@ -517,7 +517,7 @@ _tmvp_base_even = _tmvp_base_512 if HAS_VPCLMUL512 else _tmvp_base_words
 _MAX_DEPTH = 48
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _tmvp_rec(buf: np.ndarray, ao: int, xo: int, yo: int, W: int, wo: int) -> None:
     """buf[yo:yo+W] = T(buf[ao:ao+2W]) buf[xo:xo+W]; buf[wo:wo+4W] is scratch.
 
@@ -532,7 +532,7 @@ def _tmvp_rec(buf: np.ndarray, ao: int, xo: int, yo: int, W: int, wo: int) -> No
     _tmvp_rec_st(buf, ao, xo, yo, W, wo, np.empty((_MAX_DEPTH, 6), dtype=np.int64))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _tmvp_rec_st(buf: np.ndarray, ao: int, xo: int, yo: int, W: int, wo: int,
                  st: np.ndarray) -> None:
     """``_tmvp_rec`` with its stack ``st`` (_MAX_DEPTH x 6 int64; ao, xo, yo, W, wo, phase)
@@ -589,7 +589,7 @@ def _tmvp_rec_st(buf: np.ndarray, ao: int, xo: int, yo: int, W: int, wo: int,
         sp += 1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _tmvp_blocks_jit(seed: np.ndarray, x: np.ndarray, B: int, P: int, Q: int) -> np.ndarray:
     """y (P*B words) = T x for a (64PB x 64QB) Toeplitz matrix split into B-word squares.
 
@@ -652,7 +652,7 @@ def block_words(m_words: int) -> int:
 # Full products: Karatsuba multiplication of packed polynomials.
 # --------------------------------------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _kmul_base_512(buf: np.ndarray, ao: int, bo: int, co: int, W: int, wo: int) -> None:
     """buf[co:co+2W] = a * b for even W with 512-bit VPCLMULQDQ, four columns at a time.
 
@@ -690,7 +690,7 @@ def _kmul_base_512(buf: np.ndarray, ao: int, bo: int, co: int, W: int, wo: int) 
             c0, c1 = _cols4(buf, a_off, b_off, c_off, cnt, c0, c1)  # type: ignore[call-arg]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _kmul_base_128(buf: np.ndarray, ao: int, bo: int, co: int, W: int, wo: int) -> None:
     """buf[co:co+2W] = a * b for even W, column by column on 128-bit digits: four
     carry-less multiplies per pair of vector loads (1.7-1.9x faster than word by word).
@@ -730,7 +730,7 @@ def _kmul_base_128(buf: np.ndarray, ao: int, bo: int, co: int, W: int, wo: int) 
 _kmul_base_even = _kmul_base_512 if HAS_VPCLMUL512 else _kmul_base_128
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _kmul_base(buf: np.ndarray, ao: int, bo: int, co: int, W: int, wo: int) -> None:
     """buf[co:co+2W] = a * b, schoolbook; buf[wo:wo+W+12] is scratch. Even W: 128-bit
     digits (``_kmul_base_512`` or ``_kmul_base_128``); odd W: word by word."""
@@ -750,7 +750,7 @@ def _kmul_base(buf: np.ndarray, ao: int, bo: int, co: int, W: int, wo: int) -> N
     buf[co + 2 * W - 1] = carry
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _kmul(buf: np.ndarray, ao: int, bo: int, co: int, W: int, wo: int) -> None:
     """buf[co:co+2W] = a * b for W-word polynomials a = buf[ao:ao+W], b = buf[bo:bo+W].
 
@@ -761,7 +761,7 @@ def _kmul(buf: np.ndarray, ao: int, bo: int, co: int, W: int, wo: int) -> None:
     _kmul_st(buf, ao, bo, co, W, wo, np.empty((_MAX_DEPTH, 6), dtype=np.int64))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _kmul_st(buf: np.ndarray, ao: int, bo: int, co: int, W: int, wo: int,
              st: np.ndarray) -> None:
     """``_kmul`` with its stack ``st`` (_MAX_DEPTH x 6 int64) from the caller: loops of
@@ -834,7 +834,7 @@ def _mask(lo_b: int, hi_b: int) -> np.uint64:
     return ((np.uint64(1) << np.uint64(hi_b - lo_b)) - np.uint64(1)) << np.uint64(lo_b)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _xor_bits(dst: np.ndarray, db: int, dbit: int, src: np.ndarray, sb: int, sbit: int,
               nbits: int) -> None:
     """dst bits [dbit, dbit+nbits) ^= src bits [sbit, sbit+nbits) (dst/src at word bases).
@@ -886,7 +886,7 @@ def _xor_bits(dst: np.ndarray, db: int, dbit: int, src: np.ndarray, sb: int, sbi
             dst[d0 + i] ^= (src[sw + i] >> r) | (src[sw + i + one] << lft)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _mulpow_acc(dst: np.ndarray, db: int, src: np.ndarray, sb: int, t: int, L: int) -> None:
     """dst ^= y^t * src in R = GF(2)[y]/(y^2L + y^L + 1), 0 <= t < 3L, elements 2L bits.
 
@@ -910,7 +910,7 @@ def _mulpow_acc(dst: np.ndarray, db: int, src: np.ndarray, sb: int, t: int, L: i
         _xor_bits(dst, db, i0 + t - 3 * L, src, sb, i0, twoL - i0)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _butterfly3(a: np.ndarray, tmp: np.ndarray, t: int, E: int, M: int, M3: int, step: int,
                 threeL: int, L: int, inverse: bool) -> None:
     """Radix-3 butterfly number t of a stage; tmp is scratch of 6E words.
@@ -1036,7 +1036,7 @@ def _pointwise(a: np.ndarray, b: np.ndarray, E: int, W: int, L: int, j0: int,
         _xor_bits(a, j * E, 0, buf, 2 * W, 3 * L, L)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _gather_range(c: np.ndarray, D: int, E: int, K: int, start: int, count: int) -> np.ndarray:
     """Bits start .. start+count-1 of sum_j c_j x^(jK) mod x^(DK) - 1, packed (one word of
     zero padding), without building the other D K - count bits."""

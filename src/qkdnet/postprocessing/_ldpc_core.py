@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _splitmix(state: np.uint64) -> tuple[np.uint64, np.uint64]:
     state = state + np.uint64(0x9E3779B97F4A7C15)
     z = state
@@ -30,7 +30,7 @@ def _splitmix(state: np.uint64) -> tuple[np.uint64, np.uint64]:
     return state, z ^ (z >> np.uint64(31))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def build_ira(
     n_vars: int, n_checks: int, col_degrees: np.ndarray, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -280,7 +280,7 @@ def decode_layered(
     return False, max_iter
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def untainted_order(
     check_ptr: np.ndarray, edge_var: np.ndarray, n_vars: int, seed: int
 ) -> np.ndarray:
