@@ -788,11 +788,16 @@ def cascade_kernel(
             for i in range(nerr):
                 t = _to_pass(errs[i], n, ao, ai, ninv, winv, rp, nw64)
                 blockerr[p, t // k] ^= 1
+        # the odd blocks, ascending, without a branch per block (about half of the
+        # small blocks are odd: a coin flip for the predictor); no block of pass p has
+        # been listed before it starts
+        cnt = 0
         for blk in range(nb):
-            if blockerr[p, blk] and not inlist[p, blk]:
-                inlist[p, blk] = 1
-                oddlist[p, oddcount[p]] = blk
-                oddcount[p] += 1
+            odd = blockerr[p, blk]
+            oddlist[p, cnt] = blk
+            inlist[p, blk] = odd
+            cnt += odd
+        oddcount[p] = cnt
 
         # --- cascade: search odd blocks, smallest-block pass first, one pass per round.
         while True:
