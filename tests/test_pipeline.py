@@ -241,17 +241,12 @@ def test_compiled_kernels_release_the_gil() -> None:
     from numba.core.registry import CPUDispatcher
 
     held = []
-    for name in ("_gf2", "_ldpc_core", "sifting", "authentication", "verification",
-                 "amplification", "cascade", "estimation", "ldpc"):
+    for name in ("_gf2", "_ldpc_core", "_cascade_core", "sifting", "authentication",
+                 "verification", "amplification", "cascade", "estimation", "ldpc"):
         module = importlib.import_module(f"qkdnet.postprocessing.{name}")
         for attr, obj in vars(module).items():
             if (isinstance(obj, CPUDispatcher) and obj.__module__ == module.__name__
                     and obj.targetoptions.get("inline", "never") != "always"
                     and not obj.targetoptions.get("nogil")):
                 held.append(f"{name}.{attr}")
-    from qkdnet.postprocessing import _cascade_core as core
-
-    for kernel in (core.reconcile_frame, core.cascade_kernel):
-        if not kernel.targetoptions.get("nogil"):
-            held.append(kernel.__name__)
     assert held == []

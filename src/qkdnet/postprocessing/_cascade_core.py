@@ -59,7 +59,7 @@ SMALL_BLOCK = 4096
 MAX_DEPTH = 40
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _grow(buf: np.ndarray, pos: int, extra: int) -> np.ndarray:
     if pos + extra <= buf.shape[0]:
         return buf
@@ -71,28 +71,28 @@ def _grow(buf: np.ndarray, pos: int, extra: int) -> np.ndarray:
     return nb
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _put_u32(buf: np.ndarray, pos: int, v: int) -> int:
     for i in range(4):
         buf[pos + i] = (v >> (8 * i)) & 0xFF
     return pos + 4
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _put_u64(buf: np.ndarray, pos: int, v: int) -> int:
     for i in range(8):
         buf[pos + i] = (v >> (8 * i)) & 0xFF
     return pos + 8
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _header(buf: np.ndarray, pos: int, mtype: int, pas: int, count: int) -> int:
     buf[pos] = mtype
     buf[pos + 1] = pas
     return _put_u32(buf, pos + 2, count)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _put_bits(buf: np.ndarray, pos: int, bits: np.ndarray, count: int) -> int:
     # count 0/1 bytes packed LSB first, a byte at a time (a branch per bit mispredicted
     # at every other block parity)

@@ -59,7 +59,6 @@ from __future__ import annotations
 import math
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 import numpy as np
@@ -73,6 +72,7 @@ from qkdnet.postprocessing._cascade_core import (
     MSG_PARITIES,
     reconcile_frame,
 )
+from qkdnet.postprocessing._pools import shared_pool
 from qkdnet.postprocessing.reconciliation import (
     ReconciliationResult,
     efficiency,
@@ -154,20 +154,6 @@ def _affine_permutations(
 
 _SCRATCH = threading.local()
 _SCRATCH_KEEP_BYTES = 32 << 20
-_POOLS: dict[int, ThreadPoolExecutor] = {}
-_POOLS_LOCK = threading.Lock()
-
-
-def _frame_pool(workers: int) -> ThreadPoolExecutor:
-    """A persistent pool per worker count: its threads keep their scratch buffers."""
-    with _POOLS_LOCK:
-        pool = _POOLS.get(workers)
-        if pool is None:
-            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cascade")
-            _POOLS[workers] = pool
-        return pool
-
-
 def _scratch(n: int, passes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """This thread's scratch buffers for a frame of ``n`` bits (grown when too small, kept
     between calls: reusing them spares ~2,800 page faults per 10^6 bits)."""
@@ -292,7 +278,7 @@ def reconcile_cascade(
     if workers == 1:
         results = [run(job) for job in jobs]
     else:
-        results = list(_frame_pool(workers).map(run, jobs))
+        results = list(shared_pool("cascade", workers).map(run, jobs))
     parts: list[bytes] = []  # joined once: a frame's text is not copied with its header
     for i, (_, text, _) in enumerate(results):
         size = bounds[i + 1] - bounds[i]

@@ -29,10 +29,9 @@ an injected ``clock`` (``None``: no timings).
 from __future__ import annotations
 
 import hmac
-import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -45,6 +44,7 @@ from qkdnet.errors import (
     ProtocolAbort,
     VerificationFailed,
 )
+from qkdnet.postprocessing._pools import shared_pool
 from qkdnet.postprocessing.amplification import toeplitz_hash, toeplitz_hash_packed
 from qkdnet.postprocessing.authentication import (
     AuthenticatedChannel,
@@ -175,20 +175,6 @@ class PipelineSummary:
     def auth_debt_bits(self) -> int:
         """Authentication key consumed and not yet repaid from a block's output."""
         return self.auth_consumed_bits - (self.secret_bits - self.net_secret_bits)
-
-
-_BLOCK_POOLS: dict[int, ThreadPoolExecutor] = {}
-_BLOCK_POOLS_LOCK = threading.Lock()
-
-
-def _block_pool(workers: int) -> ThreadPoolExecutor:
-    """A persistent pool per size for :meth:`Pipeline.run` (threads are reused by runs)."""
-    with _BLOCK_POOLS_LOCK:
-        pool = _BLOCK_POOLS.get(workers)
-        if pool is None:
-            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="qkd-block")
-            _BLOCK_POOLS[workers] = pool
-        return pool
 
 
 @dataclass(eq=False)
@@ -564,7 +550,7 @@ class Pipeline:
                 index, rng = self._next_block()
                 yield self._commit(self._compute(records, index, rng, block_threads))
             return
-        pool = _block_pool(workers)
+        pool = shared_pool("qkd-block", workers)
         pending: deque[Future[_Computed]] = deque()
         try:
             for records in blocks:

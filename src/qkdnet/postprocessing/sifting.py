@@ -12,7 +12,6 @@ answers with her bases and intensity classes; both announce their test-basis bit
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numba
@@ -23,6 +22,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from qkdnet.postprocessing._pools import shared_pool
 from qkdnet.quantum.records import DetectionRecords
 
 __all__ = ["SiftedBlock", "sift"]
@@ -466,13 +466,6 @@ def _pack(arr: np.ndarray) -> bytes:
 
 #: Blocks with at least this many detections are sifted as two halves on two threads.
 PARALLEL_MIN_DETECTIONS = 1 << 20
-_POOL: list[ThreadPoolExecutor] = []
-
-
-def _pool() -> ThreadPoolExecutor:
-    if not _POOL:
-        _POOL.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="qkd-sift"))
-    return _POOL[0]
 
 
 def _buffers(n: int, pack_classes: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -534,7 +527,7 @@ def sift(records: DetectionRecords, *, threads: int = 2) -> SiftedBlock:
     if len(parts) == 1:
         res = [run(parts[0])]
     else:
-        future = _pool().submit(run, parts[1])
+        future = shared_pool("qkd-sift", 1).submit(run, parts[1])
         res = [run(parts[0]), future.result()]
     alice_key = _cat([r[0] for r in res])
     bob_key = _cat([r[1] for r in res])
