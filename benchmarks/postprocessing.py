@@ -102,8 +102,11 @@ def case(q: float, n: int, runs: int, rng: np.random.Generator) -> tuple[str, st
     link = link_for(q)
     pulses = int(n / sifted_per_pulse(link))
     # a stream of distinct blocks (as from a device: no block is hot in the cache twice);
-    # about 6e6 sifted bits in all, at least 3 blocks
-    stream = [simulate_block(link, pulses, rng) for _ in range(max(3, 6 * 10**6 // n))]
+    # about 6e6 sifted bits in all, an even number and at least 4, so that the two workers
+    # finish together (an odd last block would run alone, one core idle: a tail a
+    # continuous stream does not have)
+    count = max(4, 6 * 10**6 // n)
+    stream = [simulate_block(link, pulses, rng) for _ in range(count + count % 2)]
     records = stream[0]
     sifted = sift(records)
     m = sifted.sifted_bits
