@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from _cascade_util import random_affine
 from qkdnet.errors import ParameterError
 from qkdnet.postprocessing.cascade import (
     cascade_block_sizes,
@@ -346,12 +347,7 @@ def test_pass_order_fill_equals_the_written_out_permutation(n: int, seed: int, s
         _fisher_yates(wtab[0], np.uint64(word_seed), n >> 6)
         perm = _seeded_permutation(seed, n)
     else:
-        mult = 1
-        if n > 2:
-            mult = int(rng.integers(1, n))
-            while gcd(mult, n) != 1:
-                mult = int(rng.integers(1, n))
-        off = int(rng.integers(0, n))
+        mult, off = random_affine(rng, n)
         perm = (mult * np.arange(n, dtype=np.int64) + off) % n
     words = (n >> 6) + 1
     abits = np.full((2, words), 0xDEADBEEF, dtype=np.uint64)  # stale contents

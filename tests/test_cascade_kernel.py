@@ -6,6 +6,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from _cascade_util import random_affine
+
 
 def _words(bits: np.ndarray, extra: int = 0) -> np.ndarray:
     """0/1 bytes packed LSB first into 64-bit words, zero-padded, plus ``extra`` zero
@@ -57,18 +59,12 @@ def test_key_order_parities_of_the_first_blocks_equal_the_written_out_permutatio
     pass offset; prefix parities for several blocks) against the XOR over each block of
     the affine permutation written out; n up to 3e5 so that the table's buckets hold
     many offsets."""
-    from math import gcd
 
     from qkdnet.postprocessing._cascade_core import _affine_prefix_parities
 
     rng = np.random.default_rng(seed)
     a = rng.integers(0, 2, n, dtype=np.uint8)
-    mult = 1
-    if n > 2:
-        mult = int(rng.integers(1, n))
-        while gcd(mult, n) != 1:
-            mult = int(rng.integers(1, n))
-    off = int(rng.integers(0, n))
+    mult, off = random_affine(rng, n)
     k = max(1, -(-n // 4))  # the n/4 pass: up to four blocks
     nsend = min(nsend, -(-n // k))
     words = _words(a)

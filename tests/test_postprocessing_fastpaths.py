@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import qkdnet.postprocessing.sifting as sifting
+from _cascade_util import random_affine
 from qkdnet.postprocessing._gf2 import poly_hash
 from qkdnet.postprocessing.authentication import (
     _message_blocks,
@@ -203,19 +204,13 @@ def test_key_order_block_parities_equal_the_pass_order_gather(
     """Cascade's late passes: the block parities of an affine pass computed in key order
     (chunked, vectorised sweep) equal the plain gather in pass order, for any n (also
     not a multiple of the chunk), block size and permutation."""
-    from math import gcd
 
     from qkdnet.postprocessing._cascade_core import _affine_block_parities, _block_parities
 
     rng = np.random.default_rng(seed)
     a = rng.integers(0, 2, n, dtype=np.uint8)
     packed = np.packbits(a, bitorder="little")
-    mult = 1
-    if n > 2:
-        mult = int(rng.integers(1, n))
-        while gcd(mult, n) != 1:
-            mult = int(rng.integers(1, n))
-    off = int(rng.integers(0, n))
+    mult, off = random_affine(rng, n)
     inv = pow(mult, -1, n) if n > 1 else 0
     k = max(1, -(-n // blocks))
     nsend = -(-n // k)

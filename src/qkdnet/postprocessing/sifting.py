@@ -436,7 +436,7 @@ def _varint_gaps(pulse_index: np.ndarray, prev0: int = 0) -> np.ndarray:
     return out[:k]
 
 
-def decode_gaps(data: bytes, count: int) -> np.ndarray:
+def decode_gaps(data: bytes | memoryview, count: int) -> np.ndarray:
     """Inverse of the pulse-index encoding of Bob's announcement (for tests and receivers)."""
     out = np.empty(count, dtype=np.int64)
     value = shift = i = 0
