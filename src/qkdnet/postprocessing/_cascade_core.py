@@ -548,6 +548,19 @@ def random_permutation(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     return perm, inv
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _drop_corrected(errs: np.ndarray, nerr: int, a: np.ndarray, b: np.ndarray) -> int:
+    # keep, in order, the listed positions where Bob's key still differs from Alice's;
+    # returns how many are left
+    w = 0
+    for i in range(nerr):
+        jj = errs[i]
+        if a[jj] != b[jj]:
+            errs[w] = jj
+            w += 1
+    return w
+
+
 @njit(cache=True, nogil=True)
 def reconcile_frame(
     a: np.ndarray,
@@ -778,13 +791,7 @@ def cascade_kernel(
         if k <= SMALL_BLOCK:
             _bitset_block_parities(blockerr[p], ebits, p, k, nb, n)
         else:
-            w = 0
-            for i in range(nerr):
-                jj = errs[i]
-                if a[jj] != b[jj]:
-                    errs[w] = jj
-                    w += 1
-            nerr = w
+            nerr = _drop_corrected(errs, nerr, a, b)
             for i in range(nerr):
                 t = _to_pass(errs[i], n, ao, ai, ninv, winv, rp, nw64)
                 blockerr[p, t // k] ^= 1
@@ -854,15 +861,10 @@ def cascade_kernel(
                 # range is the parity of a difference of two binary-search ranks. The
                 # round's blocks are disjoint, so its own corrections never fall inside
                 # a range queried later in the round.
-                w = 0
+                nerr = _drop_corrected(errs, nerr, a, b)
                 for i in range(nerr):
-                    jj = errs[i]
-                    if a[jj] != b[jj]:
-                        errs[w] = jj
-                        w += 1
-                        epos[ne] = _to_pass(jj, n, oq, ainvs[q], ninv, winv, rq, nw64)
-                        ne += 1
-                nerr = w
+                    epos[i] = _to_pass(errs[i], n, oq, ainvs[q], ninv, winv, rq, nw64)
+                ne = nerr
                 epos[:ne].sort()
             maxd = 0
             for s in range(m):
