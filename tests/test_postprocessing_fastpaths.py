@@ -18,7 +18,6 @@ from _cascade_util import random_affine
 from qkdnet.postprocessing._gf2 import poly_hash
 from qkdnet.postprocessing.authentication import (
     _message_blocks,
-    _message_segments,
     _poly_hash_wide,
 )
 from qkdnet.postprocessing.cascade import reconcile_cascade
@@ -320,29 +319,6 @@ def test_sifting_table_compression_equals_the_default_path(tmp_path: object) -> 
     assert soft == here
 
 
-@settings(max_examples=25, deadline=None)
-@given(
-    head=st.integers(0, 20),
-    body=st.one_of(st.integers(0, 100), st.integers(4090, 4200), st.integers(20_000, 30_000)),
-    seed=st.integers(0, 2**32 - 1),
-)
-def test_in_place_segments_hash_like_the_copied_message(head: int, body: int, seed: int) -> None:
-    """Long payloads are hashed in place (an unaligned word view of the bytes between a
-    copied head and tail): the segments are the copied word buffer, cut in pieces, and
-    the chained hash over them equals Horner's rule over the whole buffer."""
-    rng = np.random.default_rng(seed)
-    parts = (rng.integers(0, 256, head, dtype=np.uint8).tobytes(),
-             rng.integers(0, 256, body, dtype=np.uint8).tobytes())
-    whole = _message_blocks(*parts)
-    segments = _message_segments(*parts)
-    assert np.array_equal(np.concatenate(segments), whole)
-    key = np.uint64(int(rng.integers(0, 2**63)) * 2 + 1)
-    h = np.uint64(0)
-    for seg in segments:
-        h = np.uint64(_poly_hash_wide(seg, key, h))
-    assert h == poly_hash(whole, key)
-
-
 @settings(max_examples=60, deadline=None)
 @given(n=st.integers(1, 10**9), frac=st.floats(0.0, 1.0), conf=st.sampled_from([0.9, 0.999]))
 def test_clopper_pearson_equals_scipy_beta_ppf_exactly(n: int, frac: float, conf: float) -> None:
@@ -386,22 +362,3 @@ def test_batched_fisher_yates_equals_the_one_step_loop(n: int, seed: int) -> Non
     perm, inv = random_permutation(seed, n)
     assert perm.tolist() == _plain_fisher_yates(seed, n)
     assert np.array_equal(perm[inv], np.arange(n))
-
-
-def test_four_pair_carry_less_product_equals_four_digit_products() -> None:
-    """Karatsuba's base case sums four 128-bit digit products per step (512-bit VPCLMULQDQ
-    where the CPU has it): equal to the four products of the portable schoolbook."""
-    from qkdnet.postprocessing._gf2 import clmul2x2_soft, clmul4pairs
-
-    rng = np.random.default_rng(11)
-    for _ in range(50):
-        buf = rng.integers(0, 2**64, 24, dtype=np.uint64)
-        a_off, b_off = int(rng.integers(0, 8)), int(rng.integers(8, 16))
-        want = [np.uint64(0)] * 4
-        for q in range(4):
-            a = buf[a_off + 2 * q : a_off + 2 * q + 2]
-            b = buf[b_off + 6 - 2 * q : b_off + 8 - 2 * q]
-            r = clmul2x2_soft(a[0], a[1], b[0], b[1])
-            want = [w ^ x for w, x in zip(want, r, strict=True)]
-        got = clmul4pairs(buf, np.uint64(a_off), np.uint64(b_off))
-        assert [int(x) for x in got] == [int(x) for x in want]

@@ -233,32 +233,6 @@ def _message_blocks(*parts: bytes) -> np.ndarray:
     return blocks
 
 
-#: Payloads from this many bytes on are cut in place by _message_segments.
-IN_PLACE_FROM_BYTES = 4096
-
-
-def _message_segments(*parts: bytes) -> list[np.ndarray]:
-    # Not used by the channel any more (_message_hash reads both parts in place); kept for
-    # tests/test_postprocessing_fastpaths.py. The words of _message_blocks(*parts), as
-    # consecutive segments whose concatenation is that buffer: a small copied head (the
-    # header and the few payload bytes that reach the first word boundary), the rest of a
-    # long payload read in place as (unaligned) little-endian words, and a copied tail
-    # with the length block.
-    last = parts[-1] if parts else b""
-    if len(last) < IN_PLACE_FROM_BYTES or sys.byteorder != "little":
-        return [_message_blocks(*parts)]
-    n = sum(len(part) for part in parts)
-    head_len = n - len(last)
-    fill = -head_len % 8  # payload bytes completing the head's last word
-    body = (len(last) - fill) // 8
-    start = fill + 8 * body
-    head = _message_blocks(*parts[:-1], last[:fill])[:-1]  # without its length block
-    in_place = np.frombuffer(last, dtype="<u8", count=body, offset=fill)
-    tail = _message_blocks(last[start:])
-    tail[-1] = np.uint64(8 * n)
-    return [head, in_place, tail]
-
-
 #: Words hashed per modular reduction. With 512-bit VPCLMULQDQ (``_gf2.clmul_dot8``)
 #: measured on a 4.5 MB message (shared 2-core Zen 5): 45 GB/s at 32 words, 60 at 64,
 #: 62 at 128, 61-64 at 256 (and slower again for 64 KB messages: the table is longer),
