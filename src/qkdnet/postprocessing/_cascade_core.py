@@ -549,6 +549,23 @@ def random_permutation(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _load_pass(
+    abits: np.ndarray, ebits: np.ndarray, known: np.ndarray, have: np.ndarray, p: int,
+    pe: np.ndarray, moved: np.ndarray, wtab: np.ndarray, r: int, n: int, mult: int, off: int,
+) -> None:
+    # Alice's key and Bob's error bits in pass-p order into row p of abits/ebits (through
+    # the word shuffle wtab[r] first when the pass is seeded, r >= 0), and the pass's
+    # sub-block reuse record cleared
+    src = pe
+    if r >= 0:
+        _words_moved(pe, moved, wtab[r], n)
+        src = moved
+    _fill_bits(abits, ebits, p, src, n, mult, off)
+    have[p] = 1
+    known[p, :] = 0
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _drop_corrected(errs: np.ndarray, nerr: int, a: np.ndarray, b: np.ndarray) -> int:
     # keep, in order, the listed positions where Bob's key still differs from Alice's;
     # returns how many are left
@@ -753,13 +770,7 @@ def cascade_kernel(
             bits = np.empty(nb, dtype=np.uint8)
         if k <= SMALL_BLOCK:
             # many small blocks, searched often: keep the whole pass
-            src = pe
-            if rp >= 0:
-                _words_moved(pe, moved, wtab[rp], n)
-                src = moved
-            _fill_bits(abits, ebits, p, src, n, am, ao)
-            have[p] = 1
-            known[p, :] = 0
+            _load_pass(abits, ebits, known, have, p, pe, moved, wtab, rp, n, am, ao)
             _bitset_block_parities(bits, abits, p, k, nsend, n)
         else:
             # a few large blocks, rarely searched: parities only, the prefix on demand
@@ -850,13 +861,7 @@ def cascade_kernel(
             ne = 0
             if not small:
                 if not have[q]:
-                    src = pe
-                    if rq >= 0:
-                        _words_moved(pe, moved, wtab[rq], n)
-                        src = moved
-                    _fill_bits(abits, ebits, q, src, n, mq, oq)
-                    have[q] = 1
-                    known[q, :] = 0
+                    _load_pass(abits, ebits, known, have, q, pe, moved, wtab, rq, n, mq, oq)
                 # Bob's remaining errors in pass-q order, sorted: the error parity of a
                 # range is the parity of a difference of two binary-search ranks. The
                 # round's blocks are disjoint, so its own corrections never fall inside
