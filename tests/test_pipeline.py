@@ -112,6 +112,21 @@ def test_concurrent_blocks_give_exactly_the_sequential_results(
             assert b.bob_key is not None and np.array_equal(b.alice_key, b.bob_key)
 
 
+def test_concurrent_ldpc_blocks_give_the_sequential_results() -> None:
+    # the LDPC codes are built once and shared (lru_cache) by blocks in flight together
+    records = _stream(26, 4)
+    config = PipelineConfig(reconciliation="ldpc")
+    one = list(Pipeline(config, rng=np.random.default_rng(27)).run(records))
+    two = list(Pipeline(config, rng=np.random.default_rng(27)).run(records, workers=2))
+    assert [r.aborted for r in one] == [False, False, True, False]
+    for a, b in zip(one, two, strict=True):
+        assert (a.secret_bits, a.leaked_bits, a.abort_reason) == (
+            b.secret_bits, b.leaked_bits, b.abort_reason)
+        if not a.aborted:
+            assert a.alice_key is not None and b.alice_key is not None
+            assert np.array_equal(a.alice_key, b.alice_key)
+
+
 def test_concurrent_blocks_stop_at_a_tampered_message() -> None:
     seen: list[Frame] = []
 
