@@ -945,7 +945,9 @@ def cascade_kernel(
             # packed LSB first straight into the transcript (headers written once the
             # count is known). The room was made with the odd-block list, and rows are
             # indexed in place: a view or a returned array per level costs Numba two
-            # atomic reference-count updates.
+            # atomic reference-count updates. The two packing loops below are written out
+            # for the same reason: one inlined helper taking the arrays measured 5-8 %
+            # slower at 5-8 % QBER (cascade_profile, A/B).
             for lvl in range(maxd):
                 hpos = pos
                 pos += 6
